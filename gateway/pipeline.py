@@ -1,0 +1,115 @@
+"""The request pipeline, in the order of DESIGN.md section 2. Read this file to find where
+anything happens; each step is a function here or one call into its own module.
+
+    canonicalize path -> match policy rule -> load identity -> decide
+    -> transform request -> forward upstream (streaming) -> transform response
+    -> metrics + audit (in the `observe` middleware)
+
+Requests under /.gateway/ are the gateway's own endpoints and are never proxied.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway import endpoints
+from gateway.canonical import BadPath, canonicalize
+from gateway.errors import BadRequest, PayloadTooLarge
+from gateway.exchange import EXCHANGE, Exchange
+from gateway.headers import client_view, downstream_headers, request_id, upstream_headers
+from gateway.proxy import limited_body
+from gateway.state import GATEWAY, Gateway
+
+__all__ = ["handle", "begin"]
+
+GATEWAY_PREFIX = "/.gateway"
+
+
+def begin(request: web.Request, gw: Gateway) -> Exchange:
+    """Step 1: refuse smuggling-prone framing, canonicalize the path, see the client."""
+    check_framing(request)
+    try:
+        target = canonicalize(request.raw_path)
+    except BadPath as exc:
+        raise BadRequest(f"path_{exc.reason}") from None
+    peer = request.remote or ""
+    view = client_view(
+        request.headers, peer=peer, secure=request.secure, host=request.host, trusted=gw.trusted
+    )
+    ex = Exchange(request, target, view, request_id(request.headers), time.monotonic())
+    request[EXCHANGE] = ex
+    return ex
+
+
+def check_framing(request: web.Request) -> None:
+    """SECURITY: refuse framing two parsers could read differently (request smuggling)."""
+    hosts = lengths = encodings = 0
+    for name, value in request.raw_headers:
+        low = name.lower()
+        if low == b"host":
+            hosts += 1
+        elif low == b"content-length":
+            lengths += 1
+        elif low == b"transfer-encoding":
+            encodings += 1
+        if b"\n" in value or b"\r" in value:
+            raise BadRequest("obs_fold")
+    if hosts > 1 or lengths > 1 or (lengths and encodings):
+        raise BadRequest("ambiguous_framing")
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    ex = begin(request, gw)
+    path = ex.target.path
+    if path == GATEWAY_PREFIX or path.startswith(GATEWAY_PREFIX + "/"):
+        return await endpoints.dispatch(ex, gw)
+    return await forward(ex, gw)
+
+
+async def forward(ex: Exchange, gw: Gateway) -> web.StreamResponse:
+    """Steps 5-7: build upstream headers, stream the body up, stream the answer back."""
+    request = ex.request
+    headers = upstream_headers(
+        request.headers.items(),
+        view=ex.view,
+        rid=ex.rid,
+        identity=ex.identity,
+        upstream_host=gw.upstream_host,
+        preserve_host=gw.config.upstream.preserve_host,
+        gateway_cookies=gw.cookie_names,
+    )
+    if _is_websocket(request):
+        return await gw.upstream.relay_websocket(request, ex.target.target, headers)
+    length = request.content_length
+    if length is not None and length > gw.config.max_body:
+        raise PayloadTooLarge("declared_length_over_limit")
+    body = None
+    if request.body_exists:
+        body = limited_body(request.content, gw.config.max_body, lambda: None)
+        if length is not None:
+            headers["Content-Length"] = str(length)
+    public_origin = f"{ex.view.proto}://{ex.view.host}"
+
+    def downstream(h: CIMultiDict[str]) -> CIMultiDict[str]:
+        return downstream_headers(
+            h.items(),
+            upstream_origin=gw.upstream_origin,
+            public_origin=public_origin,
+            gateway_cookies=gw.cookie_names,
+        )
+
+    return await gw.upstream.forward(
+        request, ex.target.target, headers, body, make_downstream=downstream
+    )
+
+
+def _is_websocket(request: web.Request) -> bool:
+    return (
+        request.method == "GET"
+        and request.headers.get("Upgrade", "").lower() == "websocket"
+        and "upgrade" in request.headers.get("Connection", "").lower()
+    )
