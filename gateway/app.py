@@ -81,7 +81,7 @@ def build_app(
 ) -> web.Application:
     app = web.Application(middlewares=[observe], client_max_size=gw.config.max_body)
     app[GATEWAY] = gw
-    app.router.add_route("*", "/{tail:.*}", pipeline.handle)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", pipeline.handle)
     app.on_startup.extend(on_startup)
     app.on_cleanup.extend(on_cleanup)
 

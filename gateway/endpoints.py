@@ -26,7 +26,7 @@ def route(methods: str, path: str) -> Callable[[Handler], Handler]:
     pattern = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$")
 
     def register(handler: Handler) -> Handler:
-        for existing, table in _ROUTES:
+        for existing, table in _ROUTES:  # noqa: B007 - the for-else keeps `table`
             if existing.pattern == pattern.pattern:
                 break
         else:

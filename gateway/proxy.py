@@ -17,6 +17,7 @@ from typing import Protocol
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 from gateway.errors import BadGateway, GatewayTimeout, PayloadTooLarge
 
@@ -105,7 +106,7 @@ class UpstreamClient:
         try:
             upstream = await self.session.request(
                 request.method,
-                self.base_url + target,
+                URL(self.base_url + target, encoded=True),
                 headers=headers,
                 data=body,
                 allow_redirects=False,
@@ -181,7 +182,7 @@ class UpstreamClient:
         for name in list(headers):
             if name.lower() in _WS_CLIENT_HEADERS:
                 del headers[name]
-        url = self.base_url.replace("http", "ws", 1) + target
+        url = URL(self.base_url.replace("http", "ws", 1) + target, encoded=True)
         try:
             upstream = await self.session.ws_connect(
                 url, headers=headers, protocols=protocols, autoping=True, max_msg_size=0

@@ -1,0 +1,1 @@
+"""A small "legacy" notes app and a one-command demo that starts it behind the gateway."""
