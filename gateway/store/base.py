@@ -38,7 +38,11 @@ class Store(Protocol):
         """Write only if no live value exists. True if this call wrote it (atomic)."""
 
     async def compare_and_set(
-        self, kind: str, key: str, expected: bytes | None, value: bytes | None,
+        self,
+        kind: str,
+        key: str,
+        expected: bytes | None,
+        value: bytes | None,
         ttl: float | None = None,
     ) -> bool:
         """Atomically replace the value if it currently equals `expected` (None: absent).
