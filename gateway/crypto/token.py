@@ -1,8 +1,10 @@
 """Field tokens: `gwe1.` + base64url (no padding) of one AES-256-GCM sealed value.
 
-Payload: format (1, = 0x01) | key version (4, BE) | nonce (12) | ciphertext + tag (16).
-The AES key is HKDF-SHA256(data key, info = label | scope | version), so a token sealed for one
-scope or version never opens under another (the same binding is also in the associated data).
+Payload: format (1, = 0x01) | key version (4, BE) | key id (4) | nonce (12) | ciphertext+tag.
+HKDF-SHA256(data key, info = label | scope | version) gives the AES key and the 4-byte key id, so
+a token sealed for one scope or version never opens under another (the same binding is also in
+the associated data), and a reader can tell a token that is not theirs (key id differs: foreign)
+from one that was tampered with (key id matches, tag fails: invalid).
 The token alphabet is `[A-Za-z0-9_-]` after the dot: it is self-delimiting in HTML, JSON, form
 values and URLs and needs no escaping there.
 
@@ -15,9 +17,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import os
 import re
 import struct
+from collections.abc import Callable, Mapping
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -34,6 +38,7 @@ __all__ = [
     "TOKEN_PREFIX",
     "TOKEN_RE",
     "TOKEN_RE_BYTES",
+    "make_opener",
     "open_field",
     "seal_field",
     "token_key_version",
@@ -44,7 +49,8 @@ TOKEN_FORMAT = 1
 MAX_FIELD_PLAINTEXT = 64 * 1024
 _NONCE_SIZE = 12
 _TAG_SIZE = 16
-_HEAD = struct.Struct(">BI")
+_KID_SIZE = 4
+_HEAD = struct.Struct(f">BI{_KID_SIZE}s")
 _OVERHEAD = _HEAD.size + _NONCE_SIZE + _TAG_SIZE
 _LABEL = b"portcullis/token/v1\x00"
 
@@ -66,11 +72,13 @@ def _binding(scope: str, version: int) -> bytes:
     return _LABEL + struct.pack(">BH", TOKEN_FORMAT, len(raw)) + raw + struct.pack(">I", version)
 
 
-def _aead(data_key: bytes, binding: bytes) -> AESGCM:
+def _derive(data_key: bytes, binding: bytes) -> tuple[AESGCM, bytes]:
     if len(data_key) != 32:
         raise ValueError("a data key is 32 bytes")
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=binding).derive(data_key)
-    return AESGCM(key)
+    okm = HKDF(algorithm=hashes.SHA256(), length=32 + _KID_SIZE, salt=None, info=binding).derive(
+        data_key
+    )
+    return AESGCM(okm[:32]), okm[32:]
 
 
 def seal_field(
@@ -85,8 +93,9 @@ def seal_field(
     if len(nonce) != _NONCE_SIZE:
         raise ValueError("nonce must be 12 bytes")
     binding = _binding(scope, version)
-    head = _HEAD.pack(TOKEN_FORMAT, version)
-    ct = _aead(data_key, binding).encrypt(nonce, plaintext, binding + head)
+    aead, kid = _derive(data_key, binding)
+    head = _HEAD.pack(TOKEN_FORMAT, version, kid)
+    ct = aead.encrypt(nonce, plaintext, binding + head)
     payload = base64.urlsafe_b64encode(head + nonce + ct).rstrip(b"=")
     return TOKEN_PREFIX + payload.decode("ascii")
 
@@ -112,22 +121,42 @@ def _decode(token: str | bytes) -> bytes:
 
 def token_key_version(token: str | bytes) -> int:
     """The data-key version a token names (unauthenticated until it opens)."""
-    payload = _decode(token)
-    version: int = _HEAD.unpack_from(payload)[1]
+    version: int = _HEAD.unpack_from(_decode(token))[1]
     return version
+
+
+def _open(data_key: bytes, scope: str, version: int, payload: bytes) -> bytes | None:
+    """Plaintext; None if the token is for another key; DecryptError if tampered."""
+    _, token_version, token_kid = _HEAD.unpack_from(payload)
+    if token_version != version or len(data_key) != 32:
+        return None
+    binding = _binding(scope, version)
+    aead, kid = _derive(data_key, binding)
+    if not hmac.compare_digest(kid, token_kid):
+        return None
+    head = payload[: _HEAD.size]
+    nonce = payload[_HEAD.size : _HEAD.size + _NONCE_SIZE]
+    try:
+        return aead.decrypt(nonce, payload[_HEAD.size + _NONCE_SIZE :], binding + head)
+    except InvalidTag:
+        raise DecryptError() from None
 
 
 def open_field(data_key: bytes, scope: str, version: int, token: str | bytes) -> bytes:
     """The plaintext of `token`, sealed for exactly this scope and key version."""
-    payload = _decode(token)
-    if _HEAD.unpack_from(payload)[1] != version or len(data_key) != 32:
+    plaintext = _open(data_key, scope, version, _decode(token))
+    if plaintext is None:
         raise DecryptError()
-    binding = _binding(scope, version)
-    head = payload[: _HEAD.size]
-    nonce = payload[_HEAD.size : _HEAD.size + _NONCE_SIZE]
-    try:
-        return _aead(data_key, binding).decrypt(
-            nonce, payload[_HEAD.size + _NONCE_SIZE :], binding + head
-        )
-    except InvalidTag:
-        raise DecryptError() from None
+    return plaintext
+
+
+def make_opener(scope: str, keys: Mapping[int, bytes]) -> Callable[[str], bytes | None]:
+    """An `open_token` for TokenReplacer over one scope's data keys by version: plaintext,
+    None for a token sealed under another key (foreign), DecryptError when tampered."""
+
+    def open_token(token: str) -> bytes | None:
+        payload = _decode(token)
+        key = keys.get(_HEAD.unpack_from(payload)[1])
+        return None if key is None else _open(key, scope, _HEAD.unpack_from(payload)[1], payload)
+
+    return open_token
