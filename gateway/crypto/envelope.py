@@ -135,7 +135,7 @@ def parse_header(data: bytes | bytearray | memoryview) -> EnvelopeHeader | None:
     if bytes(view[: len(MAGIC)]) != MAGIC:
         raise DecryptError()
     if len(view) < _FIXED.size:
-        if view[len(MAGIC)] != FORMAT_VERSION:
+        if len(view) > len(MAGIC) and view[len(MAGIC)] != FORMAT_VERSION:
             raise DecryptError()
         return None
     magic, fmt, key_version, seg, salt, prefix, ct_len = _FIXED.unpack_from(view)
