@@ -201,42 +201,49 @@ class EnvelopeEncryptor:
     def header(self) -> bytes:
         return self._header
 
-    def _seal(self, data: bytes | bytearray | memoryview, last: bool) -> bytes:
+    def _seal_into(self, data: bytes | bytearray | memoryview, out: memoryview) -> None:
         if self._index >= _MAX_SEGMENTS:
             raise ValueError("envelope too large for one message")
-        nonce = _nonce(self._prefix, self._index, last)
+        nonce = _nonce(self._prefix, self._index, False)
         self._index += 1
-        return self._aead.encrypt(nonce, data, self._header)
+        self._aead.encrypt_into(nonce, data, self._header, out)
 
-    def update(self, chunk: bytes | bytearray | memoryview) -> bytes:
-        """Ciphertext of every segment known not to be the last one."""
+    def update(self, chunk: bytes | bytearray | memoryview) -> bytearray:
+        """Ciphertext of every segment known not to be the last one (possibly empty)."""
         if self._done:
             raise ValueError("encryptor already finished")
-        view = memoryview(chunk)
+        view = memoryview(chunk).cast("B")
         seg = self._seg
-        out: list[bytes] = []
+        # A full segment is sealed only once more data follows it: it is then not the last.
+        count = max(0, (len(self._buf) + len(view) - 1) // seg)
+        if count == 0:
+            self._buf += view
+            return bytearray()
+        out = bytearray(count * (seg + TAG_SIZE))
+        slots = memoryview(out)
         if self._buf:
             need = seg - len(self._buf)
-            if len(view) <= need:
-                self._buf += view
-                return b""
             self._buf += view[:need]
             view = view[need:]
-            out.append(self._seal(self._buf, last=False))
+            self._seal_into(self._buf, slots[: seg + TAG_SIZE])
+            slots = slots[seg + TAG_SIZE :]
             self._buf.clear()
-        # A full segment is sealed only once more data follows it: it is then not the last.
-        while len(view) > seg:
-            out.append(self._seal(view[:seg], last=False))
+        while slots:
+            self._seal_into(view[:seg], slots[: seg + TAG_SIZE])
+            slots = slots[seg + TAG_SIZE :]
             view = view[seg:]
         self._buf += view
-        return b"".join(out)
+        return out
 
     def finish(self) -> bytes:
         """The last segment (empty plaintext only if the whole body was empty)."""
         if self._done:
             raise ValueError("encryptor already finished")
         self._done = True
-        out = self._seal(self._buf, last=True)
+        if self._index >= _MAX_SEGMENTS:
+            raise ValueError("envelope too large for one message")
+        out = self._aead.encrypt(_nonce(self._prefix, self._index, True), self._buf, self._header)
+        self._index += 1
         self._buf.clear()
         return out
 
@@ -273,52 +280,63 @@ class EnvelopeDecryptor:
         """How many segments authenticated so far (the header is authentic once >= 1)."""
         return self._index
 
-    def _open(self, data: bytes | bytearray | memoryview, last: bool) -> bytes:
+    def _open_into(
+        self, data: bytes | bytearray | memoryview, last: bool, out: memoryview | bytearray
+    ) -> None:
         if self._index >= _MAX_SEGMENTS:
             raise DecryptError()
         nonce = _nonce(self._prefix, self._index, last)
         try:
-            out = self._aead.decrypt(nonce, data, self._aad)
+            self._aead.decrypt_into(nonce, data, self._aad, out)
         except InvalidTag:
             raise DecryptError() from None
         self._index += 1
-        return out
 
     def _check(self) -> None:
         if self._failed or self._done:
             raise DecryptError()
 
-    def update(self, chunk: bytes | bytearray | memoryview) -> bytes:
+    def update(self, chunk: bytes | bytearray | memoryview) -> bytearray:
+        """Plaintext of the segments completed by `chunk` whose tags verified."""
         self._check()
         self._failed = True
-        view = memoryview(chunk)
+        view = memoryview(chunk).cast("B")
         seg = self._ct_seg
-        out: list[bytes] = []
+        plain = seg - TAG_SIZE
+        # A full-size segment may still be the last one until more bytes follow it.
+        count = max(0, (len(self._buf) + len(view) - 1) // seg)
+        if count == 0:
+            self._buf += view
+            self._failed = False
+            return bytearray()
+        # Unverified plaintext may land in `out`, but `out` is only returned once every
+        # segment in it verified; on failure it is dropped with the exception.
+        out = bytearray(count * plain)
+        slots = memoryview(out)
         if self._buf:
             need = seg - len(self._buf)
-            if len(view) <= need:
-                self._buf += view
-                self._failed = False
-                return b""
             self._buf += view[:need]
             view = view[need:]
-            out.append(self._open(self._buf, last=False))
+            self._open_into(self._buf, False, slots[:plain])
+            slots = slots[plain:]
             self._buf.clear()
-        while len(view) > seg:
-            out.append(self._open(view[:seg], last=False))
+        while slots:
+            self._open_into(view[:seg], False, slots[:plain])
+            slots = slots[plain:]
             view = view[seg:]
         self._buf += view
         self._failed = False
-        return b"".join(out)
+        return out
 
-    def finish(self) -> bytes:
+    def finish(self) -> bytearray:
         """Plaintext of the last segment; DecryptError if it is missing or does not verify."""
         self._check()
         self._failed = True
         # An empty last segment is only valid as the sole segment (empty body).
         if len(self._buf) < TAG_SIZE or (len(self._buf) == TAG_SIZE and self._index > 0):
             raise DecryptError()
-        out = self._open(self._buf, last=True)
+        out = bytearray(len(self._buf) - TAG_SIZE)
+        self._open_into(self._buf, True, out)
         self._buf.clear()
         self._failed = False
         self._done = True
@@ -336,7 +354,7 @@ def encrypt_envelope(
 ) -> bytes:
     """One-shot envelope of a small body."""
     enc = EnvelopeEncryptor(data_key, scope, key_version, content_type, segment_size=segment_size)
-    return enc.header() + enc.update(plaintext) + enc.finish()
+    return b"".join((enc.header(), enc.update(plaintext), enc.finish()))
 
 
 def decrypt_envelope(data_key: bytes, scope: str, envelope: bytes) -> tuple[str, bytes]:
@@ -346,4 +364,5 @@ def decrypt_envelope(data_key: bytes, scope: str, envelope: bytes) -> tuple[str,
         raise DecryptError()
     dec = EnvelopeDecryptor(data_key, scope, header)
     body = dec.update(memoryview(envelope)[header.length :])
-    return header.content_type, body + dec.finish()
+    body += dec.finish()
+    return header.content_type, bytes(body)

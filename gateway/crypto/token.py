@@ -125,26 +125,36 @@ def token_key_version(token: str | bytes) -> int:
     return version
 
 
-def _open(data_key: bytes, scope: str, version: int, payload: bytes) -> bytes | None:
-    """Plaintext; None if the token is for another key; DecryptError if tampered."""
-    _, token_version, token_kid = _HEAD.unpack_from(payload)
-    if token_version != version or len(data_key) != 32:
-        return None
-    binding = _binding(scope, version)
-    aead, kid = _derive(data_key, binding)
-    if not hmac.compare_digest(kid, token_kid):
-        return None
-    head = payload[: _HEAD.size]
-    nonce = payload[_HEAD.size : _HEAD.size + _NONCE_SIZE]
-    try:
-        return aead.decrypt(nonce, payload[_HEAD.size + _NONCE_SIZE :], binding + head)
-    except InvalidTag:
-        raise DecryptError() from None
+class _TokenKey:
+    """The derived AEAD and key id of one (data key, scope, version)."""
+
+    __slots__ = ("aead", "binding", "kid", "version")
+
+    def __init__(self, data_key: bytes, scope: str, version: int) -> None:
+        self.version = version
+        self.binding = _binding(scope, version)
+        self.aead, self.kid = _derive(data_key, self.binding)
+
+    def open(self, payload: bytes) -> bytes | None:
+        """Plaintext; None if the token is for another key; DecryptError if tampered."""
+        _, token_version, token_kid = _HEAD.unpack_from(payload)
+        if token_version != self.version or not hmac.compare_digest(self.kid, token_kid):
+            return None
+        head = payload[: _HEAD.size]
+        nonce = payload[_HEAD.size : _HEAD.size + _NONCE_SIZE]
+        try:
+            return self.aead.decrypt(
+                nonce, payload[_HEAD.size + _NONCE_SIZE :], self.binding + head
+            )
+        except InvalidTag:
+            raise DecryptError() from None
 
 
 def open_field(data_key: bytes, scope: str, version: int, token: str | bytes) -> bytes:
     """The plaintext of `token`, sealed for exactly this scope and key version."""
-    plaintext = _open(data_key, scope, version, _decode(token))
+    if len(data_key) != 32:
+        raise DecryptError()
+    plaintext = _TokenKey(data_key, scope, version).open(_decode(token))
     if plaintext is None:
         raise DecryptError()
     return plaintext
@@ -152,11 +162,19 @@ def open_field(data_key: bytes, scope: str, version: int, token: str | bytes) ->
 
 def make_opener(scope: str, keys: Mapping[int, bytes]) -> Callable[[str], bytes | None]:
     """An `open_token` for TokenReplacer over one scope's data keys by version: plaintext,
-    None for a token sealed under another key (foreign), DecryptError when tampered."""
+    None for a token sealed under another key (foreign), DecryptError when tampered.
+    Derived keys are kept for the opener's life (one response), not beyond."""
+    derived: dict[int, _TokenKey] = {}
 
     def open_token(token: str) -> bytes | None:
         payload = _decode(token)
-        key = keys.get(_HEAD.unpack_from(payload)[1])
-        return None if key is None else _open(key, scope, _HEAD.unpack_from(payload)[1], payload)
+        version: int = _HEAD.unpack_from(payload)[1]
+        token_key = derived.get(version)
+        if token_key is None:
+            data_key = keys.get(version)
+            if data_key is None or len(data_key) != 32:
+                return None
+            token_key = derived[version] = _TokenKey(data_key, scope, version)
+        return token_key.open(payload)
 
     return open_token
