@@ -97,9 +97,10 @@ def load_policies(
     )
     for rule, earlier in find_shadowed(policy.rules, policy.index):
         problems.append(PolicyProblem(
-            rule.file, rule.name, "match", _describe(rule),
-            f"a rule that can match (every request it matches is taken first by "
-            f"{earlier.where}); remove it or move it above that rule",
+            rule.file, rule.name, f"rules[{rule.index - first_index[rule.file]}].match",
+            _describe(rule),
+            f"a reachable rule: every request it matches is taken first by {earlier.where} "
+            "(remove it, or move it above that rule)",
         ))  # fmt: skip
     if problems:
         raise PolicyError(problems)
