@@ -135,10 +135,17 @@ def _load_file(
         problems.append(PolicyProblem(file, None, where, str(getattr(exc, "problem", exc)),
                                       "valid YAML without duplicate keys"))  # fmt: skip
         return 0
-    if document is None:
-        return 0  # a file of comments only holds no rules
     if not isinstance(document, dict):
-        problems.append(PolicyProblem(file, None, "", document, "a mapping with a 'rules' list"))
+        # Also refuses an empty file: a truncated save must not silently drop every rule.
+        problems.append(
+            PolicyProblem(
+                file,
+                None,
+                "",
+                document,
+                "a mapping with a 'rules' list (write `rules: []` for none)",
+            )
+        )
         return 0
     for key in document:
         if key not in _FILE_KEYS:

@@ -111,12 +111,22 @@ class PolicyHolder:
             log.exception("policy on_reload hook failed")
 
     async def watch(self, interval: float = 1.0) -> None:
-        """Poll the policy files every `interval` seconds and reload on change (runs forever)."""
+        """Poll the policy files every `interval` seconds and reload on change (runs forever).
+
+        A change is applied once the files look the same on two polls in a row, so a file that
+        an editor is still writing is not loaded half-written.
+        """
+        pending: Fingerprint | None = None
         while True:
             await asyncio.sleep(interval)
             try:
-                changed = await asyncio.to_thread(self.changed)
-                if changed:
+                now = await asyncio.to_thread(self.fingerprint)
+                if now == self._seen:
+                    pending = None
+                elif now != pending:
+                    pending = now  # changed: wait one more interval for it to settle
+                else:
+                    pending = None
                     await asyncio.to_thread(self.reload)
             except Exception:  # keep watching whatever happens to one poll
                 log.exception("policy watch poll failed")

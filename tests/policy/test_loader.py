@@ -46,9 +46,13 @@ def test_rule_order_follows_file_names_across_files(tmp_path, policy_dir) -> Non
     assert policy.match("GET", "h", "/x", "127.0.0.1").name == "b1"
 
 
-def test_comment_only_file_adds_no_rules(tmp_path, policy_dir) -> None:
+def test_empty_file_is_an_error_but_an_empty_rule_list_is_not(tmp_path, policy_dir) -> None:
     policy_dir("00-empty.yaml", "# nothing yet\n")
     policy_dir("10-a.yaml", GOOD)
+    (problem,) = problems_of(tmp_path)
+    assert Path(problem.file).name == "00-empty.yaml"
+    assert "rules: []" in problem.expected
+    policy_dir("00-empty.yaml", "# nothing yet\nrules: []\n")
     assert [r.name for r in load(tmp_path).rules] == ["a"]
 
 
