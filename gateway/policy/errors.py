@@ -36,7 +36,7 @@ class PolicyProblem:
 
 
 class PolicyError(Exception):
-    """The policy set is invalid; `problems` lists every finding, in file and rule order."""
+    """The policy set is invalid; `problems` lists every finding: file by file, then set-wide."""
 
     def __init__(self, problems: list[PolicyProblem]) -> None:
         self.problems = list(problems)

@@ -74,11 +74,21 @@ def load_policies(
     """Load, validate and compile every policy file; raise PolicyError listing all problems."""
     problems: list[PolicyProblem] = []
     if default_access not in ACCESS_LEVELS:
-        problems.append(PolicyProblem("gateway.yaml", None, "default_access", default_access,
-                                      " | ".join(ACCESS_LEVELS)))  # fmt: skip
+        problems.append(
+            PolicyProblem(
+                "gateway.yaml", None, "default_access", default_access, " | ".join(ACCESS_LEVELS)
+            )
+        )
     if not patterns:
-        problems.append(PolicyProblem("gateway.yaml", None, "policies", patterns,
-                                      "at least one glob such as policies/*.yaml"))  # fmt: skip
+        problems.append(
+            PolicyProblem(
+                "gateway.yaml",
+                None,
+                "policies",
+                patterns,
+                "at least one glob such as policies/*.yaml",
+            )
+        )
     files, empty = policy_files(patterns, base_dir)
     for pattern in empty:
         problems.append(PolicyProblem(pattern, None, "", pattern, "at least one policy file"))
@@ -91,8 +101,7 @@ def load_policies(
         first_index[str(path)] = next_index
         next_index += _load_file(path, next_index, case_insensitive_paths, rules, problems)
     _check_names(rules, first_index, problems)
-    if problems:
-        raise PolicyError(problems)
+    # Built even when some rules are broken, so shadowed rules are reported in the same pass.
     policy = build_policy_set(
         rules,
         default_access=default_access,  # type: ignore[arg-type]
@@ -100,12 +109,16 @@ def load_policies(
         sources=sources,
     )
     for rule, earlier in find_shadowed(policy.rules, policy.index):
-        problems.append(PolicyProblem(
-            rule.file, rule.name, f"rules[{rule.index - first_index[rule.file]}].match",
-            _describe(rule),
-            f"a reachable rule: every request it matches is taken first by {earlier.where} "
-            "(remove it, or move it above that rule)",
-        ))  # fmt: skip
+        problems.append(
+            PolicyProblem(
+                rule.file,
+                rule.name,
+                f"rules[{rule.index - first_index[rule.file]}].match",
+                _describe(rule),
+                f"a reachable rule: every request it matches is taken first by {earlier.where} "
+                "(remove it, or move it above that rule)",
+            )
+        )
     if problems:
         raise PolicyError(problems)
     return policy
@@ -136,8 +149,15 @@ def _load_file(
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
-        problems.append(PolicyProblem(file, None, where, str(getattr(exc, "problem", exc)),
-                                      "valid YAML without duplicate keys"))  # fmt: skip
+        problems.append(
+            PolicyProblem(
+                file,
+                None,
+                where,
+                str(getattr(exc, "problem", exc)),
+                "valid YAML without duplicate keys",
+            )
+        )
         return 0
     if not isinstance(document, dict):
         # Also refuses an empty file: a truncated save must not silently drop every rule.
@@ -162,13 +182,19 @@ def _load_file(
         name = raw.get("name") if isinstance(raw, dict) else None
         label = name if isinstance(name, str) and name else f"#{position + 1}"
 
-        def report(key: str, value: object, expected: str, _label: str = label,
-                   _pos: int = position) -> None:  # fmt: skip
+        def report(
+            key: str, value: object, expected: str, _label: str = label, _pos: int = position
+        ) -> None:
             full_key = f"rules[{_pos}].{key}" if key else f"rules[{_pos}]"
             problems.append(PolicyProblem(file, _label, full_key, value, expected))
 
-        rule = parse_rule(raw, file=file, index=first_index + position,
-                          case_insensitive=case_insensitive, report=report)  # fmt: skip
+        rule = parse_rule(
+            raw,
+            file=file,
+            index=first_index + position,
+            case_insensitive=case_insensitive,
+            report=report,
+        )
         if rule is not None:
             rules.append(rule)
     return len(raw_rules)
@@ -183,10 +209,15 @@ def _check_names(
         if first is None:
             seen[rule.name] = rule
             continue
-        problems.append(PolicyProblem(
-            rule.file, rule.name, f"rules[{rule.index - first_index[rule.file]}].name", rule.name,
-            f"a rule name used once across all files (already used in {first.where})",
-        ))  # fmt: skip
+        problems.append(
+            PolicyProblem(
+                rule.file,
+                rule.name,
+                f"rules[{rule.index - first_index[rule.file]}].name",
+                rule.name,
+                f"a rule name used once across all files (already used in {first.where})",
+            )
+        )
 
 
 def _describe(rule: Rule) -> dict[str, object]:

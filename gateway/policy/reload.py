@@ -96,8 +96,9 @@ class PolicyHolder:
                 result = ReloadResult(False, tuple(exc.problems))
             else:
                 self.current = new  # one assignment: readers see the old or the new set
-                log.info("policy reloaded: %d rules from %d files", len(new.rules),
-                         len(new.sources))  # fmt: skip
+                log.info(
+                    "policy reloaded: %d rules from %d files", len(new.rules), len(new.sources)
+                )
                 result = ReloadResult(True)
         self._notify(result)
         return result

@@ -29,8 +29,18 @@ _METHOD = re.compile(r"[A-Z][A-Z-]{0,19}")
 _ROLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _JSON_PATH = re.compile(r"\$(?:\.[A-Za-z0-9_-]+|\[(?:\d+|\*)\])+")
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*")
-_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60,
-          "h": 3600, "hour": 3600, "d": 86400, "day": 86400}  # fmt: skip
+_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+}
 _NEEDS_USER = ("authenticated", "mfa")
 
 
@@ -176,8 +186,9 @@ def _parse_encrypt(raw: object, access: object, report: Report) -> Encrypt | Non
         or (isinstance(scope, str) and scope.startswith("role:") and _ROLE.fullmatch(scope[5:]))
     ):
         report("encrypt.scope", scope, "user | role:NAME")
-    return Encrypt(response=response, allow_plaintext=allow_plaintext is True, scope=str(scope),
-                   **fields)  # fmt: skip
+    return Encrypt(
+        response=response, allow_plaintext=allow_plaintext is True, scope=str(scope), **fields
+    )
 
 
 def _parse_encrypt_request(raw: object, report: Report) -> dict[str, Any]:

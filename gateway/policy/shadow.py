@@ -70,8 +70,11 @@ def _first_cover(
 
 
 def _everything(pattern: PathPattern | None) -> bool:
-    return pattern is None or (pattern.regex is not None and pattern.regex.pattern == "/.*"
-                               and not pattern.source.startswith("re:"))  # fmt: skip
+    return pattern is None or (
+        pattern.regex is not None
+        and pattern.regex.pattern == "/.*"
+        and not pattern.source.startswith("re:")
+    )
 
 
 def _path_covers(a: PathPattern | None, b: PathPattern | None) -> bool:

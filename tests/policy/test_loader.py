@@ -375,3 +375,19 @@ def test_demo_policy_shipped_in_the_repository_is_valid() -> None:
         ["policies/*.yaml"], base_dir=root, default_access="deny", case_insensitive_paths=False
     )
     assert {"static", "notes", "api", "admin"} <= {r.name for r in policy.rules}
+
+
+def test_shadowed_rule_is_reported_together_with_other_mistakes(tmp_path, policy_dir) -> None:
+    policy_dir(
+        "10-a.yaml",
+        """
+        rules:
+          - {name: all, match: {paths: ["/**"]}, access: deny}
+          - {name: late, match: {paths: ["/x"]}, access: public}
+          - {name: broken, match: {paths: ["/y"]}, access: maybe}
+        """,
+    )
+    assert [(p.rule, p.key) for p in problems_of(tmp_path)] == [
+        ("broken", "rules[2].access"),
+        ("late", "rules[1].match"),
+    ]
