@@ -7,14 +7,18 @@ the contract's exit code (1 config/policy, 2 key material) instead of serving ha
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.access import POLICY
 from gateway.app import build_app
 from gateway.clock import Clock
 from gateway.config import Config
+from gateway.policy import PolicyError, PolicyHolder
 from gateway.state import Gateway
 
 __all__ = ["build", "StartupError"]
@@ -34,9 +38,47 @@ async def build(
     config: Config, dev: bool = False, *, clock: Clock | None = None
 ) -> tuple[web.Application, Callable[[], None]]:
     gw = Gateway.from_config(config, clock=clock)
-    app = build_app(gw)
+    holder = load_policy(config)
+    gw.services[POLICY] = holder
+
+    async def policies_loaded() -> None:
+        if not holder.current.sources:
+            raise RuntimeError("no policy loaded")
+
+    gw.ready_checks.append(("policies", policies_loaded))
+    app = build_app(gw, on_startup=[_start_watch(holder)], on_cleanup=[_stop_watch])
 
     def on_reload() -> None:
-        log.info("reload requested")
+        holder.reload()
 
     return app, on_reload
+
+
+def load_policy(config: Config) -> PolicyHolder:
+    try:
+        return PolicyHolder(
+            list(config.policies),
+            base_dir=config.base_dir,
+            default_access=config.default_access,
+            case_insensitive_paths=config.policy_options.case_insensitive_paths,
+        )
+    except PolicyError as exc:
+        raise StartupError(f"invalid policy:\n{exc}", 1) from None
+
+
+_WATCH = web.AppKey("policy_watch", asyncio.Task)
+
+
+def _start_watch(holder: PolicyHolder) -> Callable[[web.Application], Awaitable[None]]:
+    async def start(app: web.Application) -> None:
+        app[_WATCH] = asyncio.create_task(holder.watch(1.0))
+
+    return start
+
+
+async def _stop_watch(app: web.Application) -> None:
+    task = app.get(_WATCH)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -113,12 +113,15 @@ def extension(
 
 def main(argv: list[str] | None = None) -> int:
     import gateway.commands  # noqa: F401 - registers the feature verbs
+    from gateway.policy import PolicyError
 
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as exc:
         return fail(str(exc))
+    except PolicyError as exc:
+        return fail(f"invalid policy:\n{exc}")
     except KeyboardInterrupt:
         return 130
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway import endpoints
+from gateway.access import enforce, match_rule
 from gateway.canonical import BadPath, canonicalize
 from gateway.errors import BadRequest, PayloadTooLarge
 from gateway.exchange import EXCHANGE, Exchange
@@ -67,6 +68,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
     path = ex.target.path
     if path == GATEWAY_PREFIX or path.startswith(GATEWAY_PREFIX + "/"):
         return await endpoints.dispatch(ex, gw)
+    match_rule(ex, gw)
+    denied = await enforce(ex, gw)
+    if denied is not None:
+        return denied
     return await forward(ex, gw)
 
 

@@ -14,13 +14,16 @@ def main() -> int:
     root = Path.cwd()
     config = os.environ.get("GATEWAY_CONFIG", str(root / "gateway.yaml"))
     (root / "var").mkdir(exist_ok=True)
-    app = subprocess.Popen([sys.executable, "-m", "gateway.demo.notes", "9000",
-                            str(root / "var" / "demo-notes.json")])
+    app = subprocess.Popen(
+        [sys.executable, "-m", "gateway.demo.notes", "9000", str(root / "var" / "demo-notes.json")]
+    )
     setup = root / "gateway" / "demo" / "setup_user.py"
     if setup.exists():
         subprocess.run([sys.executable, str(setup), config], check=False)
-    print("\n  Portcullis demo: open http://127.0.0.1:8080/  (the notes app is on :9000)\n",
-          flush=True)
+    print(
+        "\n  Portcullis demo: open http://127.0.0.1:8080/  (the notes app is on :9000)\n",
+        flush=True,
+    )
     gw = subprocess.Popen([sys.executable, "-m", "gateway.cli", "-c", config, "run", "--dev"])
     try:
         return gw.wait()

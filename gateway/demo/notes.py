@@ -35,20 +35,27 @@ def make_app(data_file: Path) -> web.Application:
         items = "".join(
             f"<li><b>{n['title']}</b>: {n['body']}</li>" for n in load() if n["user"] == user
         )
-        return web.Response(text=PAGE.format(user=html.escape(user), items=items),
-                            content_type="text/html")
+        return web.Response(
+            text=PAGE.format(user=html.escape(user), items=items), content_type="text/html"
+        )
 
     async def create(request: web.Request) -> web.Response:
         form = await request.post()
         entries = load()
-        entries.append({"user": request.headers.get("X-Forwarded-User", "anonymous"),
-                        "title": str(form.get("title", "")), "body": str(form.get("body", ""))})
-        data_file.write_text(json.dumps(entries, indent=1))
+        entries.append(
+            {
+                "user": request.headers.get("X-Forwarded-User", "anonymous"),
+                "title": str(form.get("title", "")),
+                "body": str(form.get("body", "")),
+            }
+        )
+        data_file.write_text(json.dumps(entries, indent=1))  # noqa: ASYNC240 - a naive legacy app
         raise web.HTTPSeeOther("/notes")
 
     async def whoami(request: web.Request) -> web.Response:
-        return web.json_response({k: v for k, v in request.headers.items()
-                                  if k.lower().startswith("x-forwarded")})
+        return web.json_response(
+            {k: v for k, v in request.headers.items() if k.lower().startswith("x-forwarded")}
+        )
 
     async def admin(request: web.Request) -> web.Response:
         return web.Response(text="<h1>Admin area</h1>", content_type="text/html")

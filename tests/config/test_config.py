@@ -13,12 +13,25 @@ import pytest
 import yaml
 
 from gateway.config import ConfigError, parse_config
-from tests.proxy.conftest import free_port
+from tests.proxy.conftest import PUBLIC_POLICY, free_port
 
 
-def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, **(env or {})}, cwd=cwd)
+def with_policy(folder: Path) -> None:
+    (folder / "policies").mkdir(exist_ok=True)
+    (folder / "policies" / "00.yaml").write_text(PUBLIC_POLICY)
+
+
+def cli(
+    *args: str, env: dict | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
 
 
 BAD = {
@@ -38,9 +51,19 @@ def test_every_error_names_key_value_and_expectation_at_once():
     with pytest.raises(ConfigError) as info:
         parse_config(BAD, base_dir=Path("."))
     keys = {p.key for p in info.value.problems}
-    assert {"upstream.url", "upstream.timeout", "max_body", "listen", "session.secure",
-            "session.idle_timeout", "lockout.max_failures", "trusted_proxies", "mystery",
-            "keys.kek", "store.extra"} <= keys
+    assert {
+        "upstream.url",
+        "upstream.timeout",
+        "max_body",
+        "listen",
+        "session.secure",
+        "session.idle_timeout",
+        "lockout.max_failures",
+        "trusted_proxies",
+        "mystery",
+        "keys.kek",
+        "store.extra",
+    } <= keys
     text = str(info.value)
     assert "'5 parsecs'" in text and "unknown key" in text and "duration" in text
 
@@ -53,18 +76,32 @@ def test_config_errors_never_print_secrets():
     assert "hunter2" not in text
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("15m", 900), ("12h", 43200),
-                                                ("7d", 604800), ("250ms", 0.25), (45, 45)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("15m", 900), ("12h", 43200), ("7d", 604800), ("250ms", 0.25), (45, 45)],
+)
 def test_durations(text, seconds):
     c = parse_config({"upstream": {"url": "http://a", "timeout": text}}, base_dir=Path("."))
     assert c.upstream.timeout == seconds
 
 
-@pytest.mark.parametrize(("text", "size"), [("10MiB", 10 << 20), ("512KiB", 512 << 10),
-                                             ("1GiB", 1 << 30), ("100B", 100), ("2MB", 2_000_000)])
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("10MiB", 10 << 20),
+        ("512KiB", 512 << 10),
+        ("1GiB", 1 << 30),
+        ("100B", 100),
+        ("2MB", 2_000_000),
+    ],
+)
 def test_sizes(text, size):
-    assert parse_config({"upstream": {"url": "http://a"}, "max_body": text},
-                        base_dir=Path(".")).max_body == size
+    assert (
+        parse_config(
+            {"upstream": {"url": "http://a"}, "max_body": text}, base_dir=Path(".")
+        ).max_body
+        == size
+    )
 
 
 def test_check_exits_1_listing_errors_and_0_when_valid(tmp_path):
@@ -74,6 +111,16 @@ def test_check_exits_1_listing_errors_and_0_when_valid(tmp_path):
     assert res.returncode == 1
     assert "upstream.url" in res.stderr and "mystery" in res.stderr
     assert "hunter2" not in res.stderr + res.stdout
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "00.yaml").write_text(
+        "rules:\n  - {name: a, match: {paths: [x]}, access: maybe}\n"
+    )
+    ok_conf = tmp_path / "withpolicy.yaml"
+    ok_conf.write_text("upstream: {url: 'http://127.0.0.1:9'}\n")
+    res = cli("check", "-c", str(ok_conf))
+    assert res.returncode == 1 and "00.yaml" in res.stderr and "access" in res.stderr
+    (tmp_path / "policies" / "00.yaml").unlink()
+    with_policy(tmp_path)
     good = tmp_path / "good.yaml"
     good.write_text("upstream: {url: 'http://127.0.0.1:9'}\n")
     assert cli("-c", str(good), "check").returncode == 0
@@ -89,22 +136,33 @@ def test_invalid_yaml_is_reported_with_its_line(tmp_path):
 
 def test_run_with_two_workers_serves_and_drains_on_sigterm(tmp_path):
     port = free_port()
+    with_policy(tmp_path)
     conf = tmp_path / "gw.yaml"
-    conf.write_text(yaml.safe_dump({
-        "listen": f"127.0.0.1:{port}", "workers": 2,
-        "upstream": {"url": "http://127.0.0.1:9"}, "metrics": {"listen": None},
-        "store": {"url": f"sqlite:///{tmp_path}/gw.db"},
-    }))
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(conf)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    conf.write_text(
+        yaml.safe_dump(
+            {
+                "listen": f"127.0.0.1:{port}",
+                "workers": 2,
+                "upstream": {"url": "http://127.0.0.1:9"},
+                "metrics": {"listen": None},
+                "store": {"url": f"sqlite:///{tmp_path}/gw.db"},
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "run", "-c", str(conf)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         import urllib.request
 
         deadline = time.monotonic() + 20
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/.gateway/healthz",
-                                            timeout=1) as r:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/.gateway/healthz", timeout=1
+                ) as r:
                     assert r.status == 200
                     break
             except OSError:

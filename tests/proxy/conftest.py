@@ -31,11 +31,21 @@ class Upstream:
 def upstream_app(seen: list[dict]) -> web.Application:
     async def echo(request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        seen.append({"method": request.method, "raw_path": request.raw_path,
-                     "headers": list(request.headers.items()), "body_len": len(body)})
-        return web.json_response({"raw_path": request.raw_path,
-                                  "headers": list(request.headers.items()),
-                                  "body_len": len(body)})
+        seen.append(
+            {
+                "method": request.method,
+                "raw_path": request.raw_path,
+                "headers": list(request.headers.items()),
+                "body_len": len(body),
+            }
+        )
+        return web.json_response(
+            {
+                "raw_path": request.raw_path,
+                "headers": list(request.headers.items()),
+                "body_len": len(body),
+            }
+        )
 
     async def sink(request: web.Request) -> web.StreamResponse:
         total = 0
@@ -67,8 +77,14 @@ def upstream_app(seen: list[dict]) -> web.Application:
         return web.Response(status=204)
 
     async def hop(request: web.Request) -> web.StreamResponse:
-        return web.Response(text="hop", headers={"Connection": "X-Secret-Hop", "X-Secret-Hop": "1",
-                                                 "Set-Cookie": "gateway_session=forged; Path=/"})
+        return web.Response(
+            text="hop",
+            headers={
+                "Connection": "X-Secret-Hop",
+                "X-Secret-Hop": "1",
+                "Set-Cookie": "gateway_session=forged; Path=/",
+            },
+        )
 
     async def ws(request: web.Request) -> web.StreamResponse:
         sock = web.WebSocketResponse(protocols=("chat",))
@@ -114,7 +130,18 @@ async def start_gateway(config: Config) -> web.AppRunner:
     return runner
 
 
+PUBLIC_POLICY = """rules:
+  - name: everything
+    match: {paths: ["/**"]}
+    access: public
+"""
+
+
 def gateway_config(upstream_url: str, tmp_path: Path, **overrides: object) -> Config:
+    policies = tmp_path / "policies"
+    policies.mkdir(exist_ok=True)
+    if not any(policies.iterdir()):
+        (policies / "00-test.yaml").write_text(PUBLIC_POLICY)
     data: dict = {
         "listen": f"127.0.0.1:{free_port()}",
         "upstream": {"url": upstream_url, "timeout": "1s", "connect_timeout": "1s"},

@@ -63,11 +63,14 @@ async def test_raw_path_reaches_upstream_canonical_or_400(gateway, raw, expected
         assert body["raw_path"] == expected
 
 
-@pytest.mark.parametrize("raw", ["/.gateway/healthz", "/x/../.gateway/healthz",
-                                 "//.gateway//healthz", "/%2egateway/healthz"])
+@pytest.mark.parametrize(
+    "raw",
+    ["/.gateway/healthz", "/x/../.gateway/healthz", "//.gateway//healthz", "/%2egateway/healthz"],
+)
 async def test_gateway_prefix_is_never_proxied(gateway, upstream, raw):
     status, response = await raw_request(
-        gateway.port, f"GET {raw} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n".encode())
+        gateway.port, f"GET {raw} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n".encode()
+    )
     assert status == 200
     assert json.loads(response.partition(b"\r\n\r\n")[2]) == {"status": "ok"}
     assert upstream.seen == []

@@ -52,9 +52,10 @@ async def test_large_upload_streams_when_limit_allows(upstream, tmp_path):
 
     before = proc.memory_info().rss
     try:
-        async with aiohttp.ClientSession() as s, s.post(
-            f"http://127.0.0.1:{config.listen_port}/sink", data=body()
-        ) as r:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(f"http://127.0.0.1:{config.listen_port}/sink", data=body()) as r,
+        ):
             assert r.status == 200
             assert (await r.json())["received"] == size
     finally:
@@ -66,7 +67,8 @@ async def test_large_upload_streams_when_limit_allows(upstream, tmp_path):
 async def test_declared_oversized_body_gets_413_without_reaching_upstream(gateway, upstream):
     status, raw = await raw_request(
         gateway.port,
-        b"POST /x HTTP/1.1\r\nHost: gw\r\nContent-Length: 2000000\r\nConnection: close\r\n\r\n")
+        b"POST /x HTTP/1.1\r\nHost: gw\r\nContent-Length: 2000000\r\nConnection: close\r\n\r\n",
+    )
     assert status == 413
     assert b'{"error":"payload_too_large"}' in raw
     assert upstream.seen == []
@@ -89,8 +91,10 @@ async def test_refused_upstream_gives_502(tmp_path):
     config = gateway_config(f"http://127.0.0.1:{dead}", tmp_path)
     runner = await start_gateway(config)
     try:
-        async with aiohttp.ClientSession() as s, s.get(
-            f"http://127.0.0.1:{config.listen_port}/x") as r:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(f"http://127.0.0.1:{config.listen_port}/x") as r,
+        ):
             assert r.status == 502
             assert await r.json() == {"error": "bad_gateway"}
     finally:
@@ -105,19 +109,23 @@ async def test_slow_upstream_gives_504(gateway):
 
 async def test_head_and_204_have_no_body(gateway):
     status, raw = await raw_request(
-        gateway.port, b"HEAD /x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+        gateway.port, b"HEAD /x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+    )
     assert status == 200
     head, _, body = raw.partition(b"\r\n\r\n")
     assert b"Content-Length: " in head and body == b""
     status, raw = await raw_request(
-        gateway.port, b"GET /nocontent HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+        gateway.port, b"GET /nocontent HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+    )
     assert status == 204 and raw.partition(b"\r\n\r\n")[2] == b""
 
 
 async def test_chunked_request_and_expect_100_continue(gateway):
     reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
-    writer.write(b"POST /sink HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\n"
-                 b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+    writer.write(
+        b"POST /sink HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
     await writer.drain()
     interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     assert interim.startswith(b"HTTP/1.1 100")
@@ -135,8 +143,11 @@ async def test_keepalive_reuses_upstream_connections(gateway, upstream):
                 assert r.status == 200
     peers = {dict(h)["X-Forwarded-For"] for h in (dict(e["headers"]) for e in upstream.seen)}
     assert peers == {"127.0.0.1"}
-    conns = [c for c in psutil.Process().net_connections("tcp")
-             if c.raddr and c.raddr.port == upstream.port]
+    conns = [
+        c
+        for c in psutil.Process().net_connections("tcp")
+        if c.raddr and c.raddr.port == upstream.port
+    ]
     assert 1 <= len(conns) <= 2
 
 
@@ -148,16 +159,20 @@ async def test_client_disconnect_mid_download_leaks_no_connection(gateway, upstr
         await reader.readexactly(4 * MiB)
         writer.transport.abort()
     await asyncio.sleep(1.0)
-    conns = [c for c in psutil.Process().net_connections("tcp")
-             if c.raddr and c.raddr.port == upstream.port and c.status == "ESTABLISHED"]
+    conns = [
+        c
+        for c in psutil.Process().net_connections("tcp")
+        if c.raddr and c.raddr.port == upstream.port and c.status == "ESTABLISHED"
+    ]
     assert conns == []
     assert len([t for t in asyncio.all_tasks() if "handle" in repr(t.get_coro())]) == 0
 
 
 async def test_websocket_echo_and_close_code_pass_through(gateway):
     async with aiohttp.ClientSession() as s:
-        async with s.ws_connect(gateway.url.replace("http", "ws") + "/ws",
-                                protocols=("chat",)) as ws:
+        async with s.ws_connect(
+            gateway.url.replace("http", "ws") + "/ws", protocols=("chat",)
+        ) as ws:
             assert ws.protocol == "chat"
             await ws.send_str("hi")
             assert (await ws.receive()).data == "echo:hi"

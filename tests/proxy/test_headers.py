@@ -23,9 +23,14 @@ async def get(url: str, headers: dict[str, str] | None = None) -> dict:
 
 
 async def test_spoofed_xff_from_untrusted_peer_is_replaced(gateway):
-    body = await get(gateway.url + "/x", {"X-Forwarded-For": "6.6.6.6",
-                                          "X-Forwarded-Proto": "https",
-                                          "X-Forwarded-Host": "evil.example"})
+    body = await get(
+        gateway.url + "/x",
+        {
+            "X-Forwarded-For": "6.6.6.6",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "evil.example",
+        },
+    )
     h = _headers(body)
     assert h["x-forwarded-for"] == ["127.0.0.1"]
     assert h["x-forwarded-proto"] == ["http"]
@@ -36,8 +41,10 @@ async def test_xff_from_trusted_proxy_is_appended(upstream, tmp_path):
     config = gateway_config(upstream.url, tmp_path, trusted_proxies=["127.0.0.0/8"])
     runner = await start_gateway(config)
     try:
-        body = await get(f"http://127.0.0.1:{config.listen_port}/x",
-                         {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"})
+        body = await get(
+            f"http://127.0.0.1:{config.listen_port}/x",
+            {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"},
+        )
     finally:
         await runner.cleanup()
     h = _headers(body)
@@ -45,13 +52,24 @@ async def test_xff_from_trusted_proxy_is_appended(upstream, tmp_path):
     assert h["x-forwarded-proto"] == ["https"]
 
 
-@pytest.mark.parametrize("name", ["X-Forwarded-User", "x-forwarded-user", "X_Forwarded_User",
-                                  "X-FORWARDED_EMAIL", "x_forwarded_groups", "X-Real-IP",
-                                  "Forwarded", "X_Forwarded_For"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "X-Forwarded-User",
+        "x-forwarded-user",
+        "X_Forwarded_User",
+        "X-FORWARDED_EMAIL",
+        "x_forwarded_groups",
+        "X-Real-IP",
+        "Forwarded",
+        "X_Forwarded_For",
+    ],
+)
 async def test_client_identity_and_forwarding_headers_never_reach_upstream(gateway, name):
     status, raw = await raw_request(
         gateway.port,
-        f"GET /x HTTP/1.1\r\nHost: gw\r\n{name}: admin\r\nConnection: close\r\n\r\n".encode())
+        f"GET /x HTTP/1.1\r\nHost: gw\r\n{name}: admin\r\nConnection: close\r\n\r\n".encode(),
+    )
     assert status == 200
     body = raw.partition(b"\r\n\r\n")[2]
     assert b"admin" not in body
@@ -61,7 +79,8 @@ async def test_connection_named_headers_are_removed_before_gateway_adds_its_own(
     status, raw = await raw_request(
         gateway.port,
         b"GET /x HTTP/1.1\r\nHost: gw\r\nConnection: X-Forwarded-For, X-Secret, close\r\n"
-        b"X-Secret: s3\r\nKeep-Alive: 5\r\nTE: trailers\r\n\r\n")
+        b"X-Secret: s3\r\nKeep-Alive: 5\r\nTE: trailers\r\n\r\n",
+    )
     assert status == 200
     import json
 
@@ -86,26 +105,30 @@ async def test_gateway_cookie_is_stripped_other_cookies_kept(gateway):
 async def test_host_is_rewritten_unless_preserved(gateway, upstream, tmp_path):
     h = _headers(await get(gateway.url + "/x", {"Host": "app.example"}))
     assert h["host"] == [f"127.0.0.1:{upstream.port}"]
-    config = gateway_config(upstream.url, tmp_path,
-                            upstream={"url": upstream.url, "preserve_host": True})
+    config = gateway_config(
+        upstream.url, tmp_path, upstream={"url": upstream.url, "preserve_host": True}
+    )
     runner = await start_gateway(config)
     try:
-        h = _headers(await get(f"http://127.0.0.1:{config.listen_port}/x",
-                               {"Host": "app.example"}))
+        h = _headers(await get(f"http://127.0.0.1:{config.listen_port}/x", {"Host": "app.example"}))
     finally:
         await runner.cleanup()
     assert h["host"] == ["app.example"]
 
 
-@pytest.mark.parametrize("framing", [
-    b"Host: a\r\nHost: b\r\n",
-    b"Host: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n",
-    b"Host: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n",
-    b"Host: a\r\nX-Folded: one\r\n two\r\n",
-])
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Host: a\r\nHost: b\r\n",
+        b"Host: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n",
+        b"Host: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+        b"Host: a\r\nX-Folded: one\r\n two\r\n",
+    ],
+)
 async def test_smuggling_prone_framing_is_refused(gateway, upstream, framing):
     status, _ = await raw_request(
-        gateway.port, b"POST /x HTTP/1.1\r\n" + framing + b"Connection: close\r\n\r\nabc")
+        gateway.port, b"POST /x HTTP/1.1\r\n" + framing + b"Connection: close\r\n\r\nabc"
+    )
     assert status == 400
     assert upstream.seen == []
 
@@ -124,7 +147,9 @@ async def test_upstream_hop_headers_and_gateway_cookie_forgery_dropped(gateway):
 
 
 async def test_upstream_location_is_rewritten_to_gateway_origin(gateway):
-    async with aiohttp.ClientSession() as s, s.get(gateway.url + "/redirect",
-                                                   allow_redirects=False) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(gateway.url + "/redirect", allow_redirects=False) as r,
+    ):
         assert r.status == 302
         assert r.headers["Location"] == f"http://127.0.0.1:{gateway.port}/landing?a=1"
