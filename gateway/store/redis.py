@@ -26,11 +26,11 @@ with expiring keys, at the cost of walking the keyspace, which only admin listin
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import re
-import ssl as _ssl
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -53,10 +53,9 @@ from gateway.store.checks import check_kind, check_ttl, check_window
 
 __all__ = ["RedisStore", "connect_cluster", "connect_sentinel", "connect_url"]
 
-T = TypeVar("T")
-
 CONNECT_TIMEOUT = 2.0
 OP_TIMEOUT = 2.0
+MAX_IN_FLIGHT = 64  # below redis-py's default pool size of 100 connections (per node)
 
 # Errors that mean "the store is not reachable right now" (503), as opposed to a bug (500).
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -158,10 +157,14 @@ class RedisStore:
         *,
         audit_cap: int = 100_000,
         sentinel: Sentinel | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         if audit_cap < 1:
             raise ValueError("audit_cap must be at least 1")
         self._r = client
+        # redis-py pools raise MaxConnectionsError when exhausted instead of waiting; a burst of
+        # requests must queue here rather than turn into 503s.
+        self._slots = asyncio.Semaphore(max_in_flight)
         self._sentinel = sentinel
         self._audit_cap = audit_cap
         self._incr = client.register_script(_INCR)
@@ -169,7 +172,14 @@ class RedisStore:
         self._cas = client.register_script(_CAS)
         self._audit = client.register_script(_AUDIT)
 
-    async def _do(self, op: str, call: Awaitable[T]) -> T:
+    async def _do(self, op: str, call: Awaitable[Any]) -> Any:
+        # Any: redis-py types replies as bytes | str (decode_responses); ours are always bytes.
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            if inspect.iscoroutine(call):
+                call.close()  # cancelled while queued: the command was never sent
+            raise
         try:
             return await call
         except _UNAVAILABLE as exc:
@@ -177,6 +187,8 @@ class RedisStore:
             raise StoreUnavailable(f"redis {op} failed: {type(exc).__name__}") from None
         except RedisError as exc:
             raise StoreError(f"redis {op} failed: {type(exc).__name__}") from None
+        finally:
+            self._slots.release()
 
     # -- values --------------------------------------------------------------------------------
     async def get(self, kind: str, key: str) -> bytes | None:
@@ -243,7 +255,8 @@ class RedisStore:
             # A key that expired between SCAN and GET reads as None and is left out.
             return [(n, v) for n, v in zip(names, values, strict=True) if v is not None]
 
-        return await self._do("scan", work())
+        found: list[tuple[str, bytes]] = await self._do("scan", work())
+        return found
 
     # -- counters ------------------------------------------------------------------------------
     async def incr(self, kind: str, key: str, window: float, amount: int = 1) -> tuple[int, float]:
@@ -269,7 +282,7 @@ class RedisStore:
 
     async def index_members(self, index: str) -> list[str]:
         members = await self._do("index_members", self._r.smembers(_index_key(index)))
-        return sorted(m.decode("utf-8", "surrogateescape") for m in members)
+        return sorted(bytes(m).decode("utf-8", "surrogateescape") for m in members)
 
     async def index_drop(self, index: str) -> None:
         await self._do("index_drop", self._r.delete(_index_key(index)))
@@ -315,12 +328,10 @@ def connect_url(
     audit_cap: int = 100_000,
     connect_timeout: float = CONNECT_TIMEOUT,
     op_timeout: float = OP_TIMEOUT,
-    ssl_context: _ssl.SSLContext | None = None,
 ) -> RedisStore:
-    """A store on redis:// or rediss:// (TLS verified against the system CAs by default)."""
+    """A store on redis:// or rediss://. TLS verifies the certificate and host name against
+    the system CAs unless the URL's `ssl_*` query options say otherwise."""
     options = _client_options(connect_timeout, op_timeout)
-    if ssl_context is not None:
-        options["ssl_context"] = ssl_context
     return RedisStore(Redis.from_url(url, **options), audit_cap=audit_cap)
 
 
@@ -339,7 +350,9 @@ def connect_sentinel(
     new connection, so a failover is followed without a restart. Credentials go to the master
     only (sentinels usually run without AUTH)."""
     timeouts = _client_options(connect_timeout, op_timeout)
-    sentinel = Sentinel(list(sentinels), sentinel_kwargs=dict(timeouts), **timeouts)
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(sentinels), sentinel_kwargs=dict(timeouts), **timeouts
+    )
     client = sentinel.master_for(service, db=db, username=username, password=password)
     return RedisStore(client, audit_cap=audit_cap, sentinel=sentinel)
 

@@ -322,7 +322,8 @@ class SQLiteStore:
             with _immediate(self._db) as db:
                 cur = db.execute("INSERT INTO audit (event) VALUES (?)", (bytes(event),))
                 # AUTOINCREMENT ids are dense and never reused, so this keeps exactly the cap.
-                db.execute("DELETE FROM audit WHERE id <= ?", (cur.lastrowid - self._audit_cap,))
+                oldest_kept = int(cur.lastrowid or 0) - self._audit_cap + 1
+                db.execute("DELETE FROM audit WHERE id < ?", (oldest_kept,))
 
         await self._run("audit_append", work)
 
