@@ -428,6 +428,9 @@ def run(ps: Processes, tmp: Path, args: argparse.Namespace) -> int:
         f"{cores} CPU cores. wrk shares these cores with the server under test and, for the "
         "proxies, with the upstream: read the ratios, not the absolutes."
     )
+    load1 = os.getloadavg()[0]
+    print(f"1-minute load average before the runs: {load1:.2f}", end="")
+    print(" (other work on this machine skews the figures)" if load1 > 0.5 else "")
     if not nginx:
         print(f"nginx: {NGINX} not found, skipped")
     results: dict[tuple[str, str], Result] = {}
