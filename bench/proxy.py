@@ -148,16 +148,16 @@ def probe(url: str) -> tuple[int, int]:
 # ----------------------------------------------------------------------------- targets
 
 
-def start_upstream(ps: Processes, tmp: Path) -> str:
+def start_upstream(ps: Processes, tmp: Path) -> tuple[str, int]:
     port = free_port()
     log = tmp / "upstream.log"
     proc = ps.start("upstream", [sys.executable, __file__, "--serve-upstream", str(port)], log)
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/small", proc, log)
-    return base
+    return base, proc.pid
 
 
-def start_minimal(ps: Processes, tmp: Path, upstream: str) -> str:
+def start_minimal(ps: Processes, tmp: Path, upstream: str) -> tuple[str, int]:
     port = free_port()
     log = tmp / "minimal.log"
     script = str(Path(__file__).with_name("minimal_proxy.py"))
@@ -165,7 +165,7 @@ def start_minimal(ps: Processes, tmp: Path, upstream: str) -> str:
     proc = ps.start("minimal", argv, log)
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/small", proc, log)
-    return base
+    return base, proc.pid
 
 
 def write_gateway_config(tmp: Path, port: int, upstream: str) -> Path:
@@ -231,7 +231,7 @@ http {{
 """
 
 
-def start_nginx(ps: Processes, tmp: Path, upstream: str) -> str | None:
+def start_nginx(ps: Processes, tmp: Path, upstream: str) -> tuple[str, int] | None:
     if not os.path.exists(NGINX):
         return None
     port = free_port()
@@ -243,7 +243,7 @@ def start_nginx(ps: Processes, tmp: Path, upstream: str) -> str | None:
     proc = ps.start("nginx", argv, log)
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/small", proc, log)
-    return base
+    return base, proc.pid
 
 
 # ----------------------------------------------------------------------------- wrk
@@ -254,7 +254,9 @@ class Result:
     rps: float
     p50_ms: float
     p99_ms: float
+    requests: int = 0
     errors: str = ""
+    cpu_us: float = 0.0  # CPU time of the target's processes per request
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -278,18 +280,43 @@ def parse_wrk(out: str) -> Result:
         errors.append("socket errors: " + m[1].strip())
     if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         errors.append(f"non-2xx: {m[1]}")
-    return Result(float(rps[1]), to_ms(p50[1]), to_ms(p99[1]), "; ".join(errors))
+    total = re.search(r"^\s*(\d+) requests in", out, re.M)
+    count = int(total[1]) if total else 0
+    return Result(float(rps[1]), to_ms(p50[1]), to_ms(p99[1]), count, "; ".join(errors))
 
 
-def run_wrk(ps: Processes, tmp: Path, url: str, args: argparse.Namespace) -> Result:
+def cpu_seconds(pgid: int) -> float:
+    """utime+stime of every live process in the group `pgid` (nginx: master and worker)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if int(fields[2]) == pgid:  # fields[0] is the state; pgrp, then utime/stime at 11, 12
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def run_wrk(
+    ps: Processes, tmp: Path, url: str, args: argparse.Namespace, pgid: int | None = None
+) -> Result:
     argv = [WRK, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
     log = tmp / "wrk.out"
+    cpu_before = cpu_seconds(pgid) if pgid else 0.0
     proc = ps.start("wrk", [*argv, url], log)
     proc.wait(timeout=args.duration + 60)
     out = log.read_text(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"wrk {url} exited {proc.returncode}:\n{out}")
-    return parse_wrk(out)
+    result = parse_wrk(out)
+    if pgid and result.requests:
+        result.cpu_us = (cpu_seconds(pgid) - cpu_before) / result.requests * 1e6
+    return result
 
 
 # ----------------------------------------------------------------------------- profile
@@ -406,12 +433,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(ps: Processes, tmp: Path, args: argparse.Namespace) -> int:
     cores = os.cpu_count() or 0
-    upstream = start_upstream(ps, tmp)
-    targets: dict[str, str] = {"direct": upstream, "minimal": start_minimal(ps, tmp, upstream)}
-    targets["gateway"], gateway_pid = start_gateway(ps, tmp, upstream)
+    upstream, upstream_pid = start_upstream(ps, tmp)
+    pids = {"direct": upstream_pid}
+    targets: dict[str, str] = {"direct": upstream}
+    targets["minimal"], pids["minimal"] = start_minimal(ps, tmp, upstream)
+    targets["gateway"], pids["gateway"] = start_gateway(ps, tmp, upstream)
     nginx = start_nginx(ps, tmp, upstream)
     if nginx:
-        targets["nginx"] = nginx
+        targets["nginx"], pids["nginx"] = nginx
 
     for name, base in targets.items():
         for _, path in RESPONSES:
@@ -436,12 +465,12 @@ def run(ps: Processes, tmp: Path, args: argparse.Namespace) -> int:
     results: dict[tuple[str, str], Result] = {}
     for label, path in RESPONSES:
         for name, base in targets.items():
-            results[name, label] = run_wrk(ps, tmp, base + path, args)
+            results[name, label] = run_wrk(ps, tmp, base + path, args, pids[name])
             r = results[name, label]
             print(f"  .. {name:8} {label:6} {r.rps:10.0f} req/s", file=sys.stderr, flush=True)
 
     header = f"{'target':10} {'response':9} {'req/s':>10} {'p50':>9} {'p99':>9}"
-    header += f" {'vs direct':>10} {'vs minimal':>11}"
+    header += f" {'vs direct':>10} {'vs minimal':>11} {'CPU/req':>9}"
     print()
     print(header)
     print("-" * len(header))
@@ -454,11 +483,16 @@ def run(ps: Processes, tmp: Path, args: argparse.Namespace) -> int:
             print(
                 f"{name:10} {label:9} {r.rps:10.0f} {fmt_ms(r.p50_ms):>9} {fmt_ms(r.p99_ms):>9}"
                 f" {100 * r.rps / direct:9.0f}% {100 * r.rps / minimal:10.0f}%"
+                f" {r.cpu_us:7.0f}us"
             )
             if r.errors:
                 notes.append(f"{name} {label}: {r.errors}")
     for note in notes:
         print(f"  ! {note}")
+    print(
+        "CPU/req: user+system CPU of the target's own processes (not the upstream's, not wrk's)"
+        " per request; steadier than req/s when the machine is shared."
+    )
     ratio = results["gateway", "small"].rps / results["minimal", "small"].rps
     verdict = "meets" if ratio >= AIM else "below"
     print(f"\ngateway/minimal (small): {100 * ratio:.0f}% ({verdict} the {100 * AIM:.0f}% aim)")
@@ -467,7 +501,7 @@ def run(ps: Processes, tmp: Path, args: argparse.Namespace) -> int:
         print(f"(gateway access log written during the run: {log.stat().st_size / 1e6:.1f} MB)")
 
     if args.profile:
-        profile_gateway(ps, tmp, gateway_pid, targets["gateway"] + "/small", args)
+        profile_gateway(ps, tmp, pids["gateway"], targets["gateway"] + "/small", args)
     return 0
 
 
