@@ -1,0 +1,52 @@
+"""The gateway's state store: one `Store` interface, an embedded and a shared backend.
+
+Owns choosing the backend from `store.url` (see `url.py` for the accepted shapes). Callers get a
+`Store` and the two errors and nothing else; they must never reach into a backend module, and
+this package must never import aiohttp.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.clock import Clock
+from gateway.store.base import Store, StoreError, StoreUnavailable
+from gateway.store.url import (
+    ClusterTarget,
+    RedisTarget,
+    SentinelTarget,
+    SQLiteTarget,
+    parse_store_url,
+)
+
+__all__ = ["Store", "StoreError", "StoreUnavailable", "open_store"]
+
+
+async def open_store(url: str, *, base_dir: Path, clock: Clock | None = None) -> Store:
+    """Open the store named by `url`. SQLite paths are relative to `base_dir` (the config file's
+    folder). Redis backends connect lazily: an unreachable server shows up as StoreUnavailable
+    on the first operation (`ping()` at start-up), not here. A malformed URL raises ValueError.
+    `clock` drives SQLite expiry; Redis expires keys on its own clock."""
+    target = parse_store_url(url, base_dir=base_dir)
+    if isinstance(target, SQLiteTarget):
+        from gateway.store.sqlite import SQLiteStore
+
+        return await SQLiteStore.open(target.path, clock=clock)
+
+    from gateway.store import redis as backend
+
+    if isinstance(target, RedisTarget):
+        return backend.connect_url(target.url)
+    if isinstance(target, SentinelTarget):
+        return backend.connect_sentinel(
+            target.sentinels,
+            target.service,
+            db=target.db,
+            username=target.username,
+            password=target.password,
+        )
+    if isinstance(target, ClusterTarget):
+        return backend.connect_cluster(
+            target.nodes, username=target.username, password=target.password
+        )
+    raise AssertionError(f"unhandled store target {type(target).__name__}")
