@@ -5,7 +5,9 @@ anything happens; each step is a function here or one call into its own module.
     -> transform request -> forward upstream (streaming) -> transform response
     -> metrics + audit (in the `observe` middleware)
 
-Requests under /.gateway/ are the gateway's own endpoints and are never proxied.
+Requests under /.gateway/ are the gateway's own endpoints and are never proxied; those that
+need the signed-in user call `gateway.auth.identify` themselves (health checks must not need
+the store).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway import endpoints
+from gateway.auth.identify import load_identity
 from gateway.canonical import BadPath, canonicalize
 from gateway.errors import BadRequest, PayloadTooLarge
 from gateway.exchange import EXCHANGE, Exchange
@@ -67,6 +70,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     path = ex.target.path
     if path == GATEWAY_PREFIX or path.startswith(GATEWAY_PREFIX + "/"):
         return await endpoints.dispatch(ex, gw)
+    await load_identity(ex, gw)
     return await forward(ex, gw)
 
 
