@@ -1,1 +1,3 @@
 """Imports the modules that add verbs to the CLI (each registers with `cli.extension`)."""
+
+import gateway.auth.cli  # noqa: F401
