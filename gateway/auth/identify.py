@@ -35,7 +35,7 @@ async def load_identity(ex: Exchange, gw: Gateway) -> None:
     if record is None:
         return
     user = await auth.users.get(record.user)
-    if user is None or user.disabled or user.created != record.user_created:
+    if user is None or user.disabled or user.uid != record.user_uid:
         await auth.sessions.end(record)
         return
     ex.session = record

@@ -125,7 +125,7 @@ async def _signed_in(ex: Exchange, auth: Auth, user: User, posted: Posted) -> we
     # SECURITY: a new id on every login; the id the client came with is ended (no fixation).
     token, _ = await sessions.create(
         user.key,
-        user_created=user.created,
+        user_uid=user.uid,
         auth_level="password",
         ip=ex.view.ip,
         user_agent=ex.request.headers.get("User-Agent", ""),

@@ -93,7 +93,7 @@ class SessionRecord:
     ip: str
     user_agent: str
     csrf: str
-    user_created: float  # a re-created user of the same name is not the old one
+    user_uid: str  # a re-created user of the same name is not the old one
     hash: str = field(default="", compare=False)
 
     @property
@@ -153,7 +153,7 @@ class Sessions:
         self,
         user: str,
         *,
-        user_created: float,
+        user_uid: str,
         auth_level: str,
         ip: str,
         user_agent: str,
@@ -172,7 +172,7 @@ class Sessions:
             ip=ip,
             user_agent=user_agent[:256],
             csrf=secrets.token_urlsafe(32),
-            user_created=user_created,
+            user_uid=user_uid,
             hash=digest(token),
         )
         await self.store.put(KIND, record.hash, record.encode(), ttl=self._ttl(record, now))

@@ -69,6 +69,8 @@ class User:
     created: float = 0.0
     last_login: float | None = None
     password_changed: float = 0.0
+    # Random per account: a user deleted and added again under the same name is someone new.
+    uid: str = ""
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -218,6 +220,7 @@ class Users:
             must_change_password=must_change_password,
             created=now,
             password_changed=now,
+            uid=secrets.token_hex(16),
         )
         if not await self.store.put_if_absent(KIND, user.key, user.encode()):
             raise UserExists(username)

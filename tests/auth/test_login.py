@@ -152,9 +152,10 @@ async def test_session_id_planted_before_login_is_not_kept(agw):
     await agw.add_user()
     name = agw.auth.sessions.cookie.name
     planted = "A" * 43
-    async with agw.client(cookies={name: planted}) as s, s.post(
-        agw.url + LOGIN, json={"username": "alice", "password": PASSWORD}
-    ) as r:
+    async with (
+        agw.client(cookies={name: planted}) as s,
+        s.post(agw.url + LOGIN, json={"username": "alice", "password": PASSWORD}) as r,
+    ):
         issued = r.cookies[name].value
     assert issued and issued != planted
 
