@@ -19,8 +19,9 @@ MAX_LENGTH = 2048
 def _looks_safe(value: str, *, ascii_only: bool = True) -> bool:
     if not value.startswith("/") or value.startswith("//"):
         return False
+    lowest = 0x21 if ascii_only else 0x20  # a decoded %20 is an ordinary path character
     for ch in value:
-        if ch == "\\" or ord(ch) < 0x21 or ord(ch) == 0x7F:
+        if ch == "\\" or ord(ch) < lowest or ord(ch) == 0x7F:
             return False
         if ord(ch) > 0x7E and (ascii_only or unicodedata.category(ch)[0] in "CZ"):
             return False
