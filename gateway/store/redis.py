@@ -57,6 +57,7 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT = 2.0
 OP_TIMEOUT = 2.0
+MAX_IN_FLIGHT = 64  # below redis-py's default pool size of 100 connections (per node)
 
 # Errors that mean "the store is not reachable right now" (503), as opposed to a bug (500).
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -158,10 +159,14 @@ class RedisStore:
         *,
         audit_cap: int = 100_000,
         sentinel: Sentinel | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         if audit_cap < 1:
             raise ValueError("audit_cap must be at least 1")
         self._r = client
+        # redis-py pools raise MaxConnectionsError when exhausted instead of waiting; a burst of
+        # requests must queue here rather than turn into 503s.
+        self._slots = asyncio.Semaphore(max_in_flight)
         self._sentinel = sentinel
         self._audit_cap = audit_cap
         self._incr = client.register_script(_INCR)
@@ -171,7 +176,8 @@ class RedisStore:
 
     async def _do(self, op: str, call: Awaitable[T]) -> T:
         try:
-            return await call
+            async with self._slots:
+                return await call
         except _UNAVAILABLE as exc:
             # The class name says what happened; redis-py's text may quote the command.
             raise StoreUnavailable(f"redis {op} failed: {type(exc).__name__}") from None

@@ -58,7 +58,7 @@ StoreTarget = SQLiteTarget | RedisTarget | SentinelTarget | ClusterTarget
 
 
 def redact_url(url: str) -> str:
-    """The URL with the password part of its userinfo replaced by `***`."""
+    """The URL with the password of its userinfo and every query value but `db` as `***`."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return "<not a URL>" if "@" in url else url
@@ -72,6 +72,14 @@ def redact_url(url: str) -> str:
         userinfo, _, hosts = netloc.rpartition("@")
         user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
         netloc = f"{user}:***@{hosts}"
+    path, q, query = tail.partition("?")
+    if q:
+        # redis-py also reads ?password=...; only a database number is safe to show.
+        shown = [
+            p if p.startswith("db=") or "=" not in p else p.split("=", 1)[0] + "=***"
+            for p in query.split("&")
+        ]
+        tail = path + "?" + "&".join(shown)
     return f"{scheme}://{netloc}{tail}"
 
 

@@ -1,0 +1,67 @@
+"""What only the embedded store does: reclaim expired rows in the background, stop cleanly,
+and report a database held locked by another process as unavailable instead of hanging."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import FixedClock
+from gateway.store import StoreUnavailable
+from gateway.store.sqlite import SQLiteStore
+
+
+def _rows(path: Path, table: str) -> int:
+    with sqlite3.connect(path) as db:
+        return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+
+
+async def test_background_sweep_reclaims_expired_rows(tmp_path: Path) -> None:
+    clock = FixedClock()
+    path = tmp_path / "gw.db"
+    store = await SQLiteStore.open(path, clock=clock, sweep_interval=0.05)
+    try:
+        await store.put("session", "old", b"x", ttl=1)
+        await store.put("session", "kept", b"x")
+        await store.incr("lock", "fail:alice", 1)
+        clock.advance(2)
+        for _ in range(100):
+            if _rows(path, "kv") == 1 and _rows(path, "counter") == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert (_rows(path, "kv"), _rows(path, "counter")) == (1, 0)
+        assert await store.scan("session") == [("kept", b"x")]
+    finally:
+        await store.close()
+
+
+async def test_closed_store_refuses_operations_and_stops_its_sweeper(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(tmp_path / "gw.db", sweep_interval=0.05)
+    await store.ping()
+    sweeper = store._sweeper
+    await store.close()
+    assert sweeper is not None and sweeper.done()
+    with pytest.raises(StoreUnavailable):
+        await store.get("user", "alice")
+    await store.close()  # idempotent
+
+
+async def test_database_locked_by_another_process_is_unavailable_not_a_hang(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gw.db"
+    store = await SQLiteStore.open(path, busy_timeout=0.2)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable, match="SQLITE_BUSY"):
+            await store.incr("lock", "fail:alice", 60)
+        assert await store.get("user", "alice") is None  # WAL readers are not blocked
+        other.execute("ROLLBACK")
+        assert (await store.incr("lock", "fail:alice", 60))[0] == 1
+    finally:
+        other.close()
+        await store.close()

@@ -1,0 +1,1 @@
+"""Reusable test helpers that start real services (redis-server, cluster, sentinel)."""
