@@ -34,18 +34,23 @@ def match_rule(ex: Exchange, gw: Gateway) -> None:
 
 
 def principal_of(ex: Exchange) -> Principal:
+    """Who is asking, from what the identify step found. Only a full session carries an
+    identity; a partial (MFA pending) session counts as partial; anything else is anonymous."""
     session = ex.session
-    if session is None:
-        return Principal.anonymous()
-    user = getattr(session, "user", None)
-    return Principal(
-        user=user,
-        roles=frozenset(
-            getattr(session, "roles", ()) or (ex.identity.roles if ex.identity else ())
-        ),
-        auth_level=getattr(session, "auth_level", "none") if user else "none",
-        mfa_enabled=bool(getattr(session, "mfa_enabled", False)),
-    )
+    level = getattr(session, "auth_level", "none") if session is not None else "none"
+    mfa_enabled = bool(ex.notes.get("mfa_enabled", False))
+    if ex.identity is not None:
+        return Principal(
+            user=ex.identity.user,
+            roles=frozenset(ex.identity.roles),
+            auth_level=level if level in ("password", "mfa") else "password",
+            mfa_enabled=mfa_enabled,
+        )
+    if level == "partial":
+        return Principal(
+            user=getattr(session, "user", None), auth_level="partial", mfa_enabled=mfa_enabled
+        )
+    return Principal.anonymous()
 
 
 def decide_for(ex: Exchange, gw: Gateway) -> Decision:

@@ -15,11 +15,15 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway.access import POLICY
+import gateway.auth.api  # noqa: F401 - registers the account API endpoints
+import gateway.auth.pages  # noqa: F401 - registers login, logout and password endpoints
 from gateway.app import build_app
+from gateway.auth.service import install as install_auth
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.policy import PolicyError, PolicyHolder
 from gateway.state import Gateway
+from gateway.store import open_store
 
 __all__ = ["build", "StartupError"]
 
@@ -38,6 +42,17 @@ async def build(
     config: Config, dev: bool = False, *, clock: Clock | None = None
 ) -> tuple[web.Application, Callable[[], None]]:
     gw = Gateway.from_config(config, clock=clock)
+    try:
+        store = await open_store(config.store.url, base_dir=config.base_dir, clock=gw.clock)
+    except (ValueError, OSError) as exc:
+        raise StartupError(f"store.url: {exc}") from None
+    gw.services["store"] = store
+    gw.ready_checks.append(("store", store.ping))
+    await install_auth(gw.services, config, store, gw.clock)
+
+    async def close_store(app: web.Application) -> None:
+        await store.close()
+
     holder = load_policy(config)
     gw.services[POLICY] = holder
 
@@ -46,7 +61,7 @@ async def build(
             raise RuntimeError("no policy loaded")
 
     gw.ready_checks.append(("policies", policies_loaded))
-    app = build_app(gw, on_startup=[_start_watch(holder)], on_cleanup=[_stop_watch])
+    app = build_app(gw, on_startup=[_start_watch(holder)], on_cleanup=[_stop_watch, close_store])
 
     def on_reload() -> None:
         holder.reload()

@@ -5,7 +5,9 @@ anything happens; each step is a function here or one call into its own module.
     -> transform request -> forward upstream (streaming) -> transform response
     -> metrics + audit (in the `observe` middleware)
 
-Requests under /.gateway/ are the gateway's own endpoints and are never proxied.
+Requests under /.gateway/ are the gateway's own endpoints and are never proxied; those that
+need the signed-in user call `gateway.auth.identify` themselves (health checks must not need
+the store).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from multidict import CIMultiDict
 
 from gateway import endpoints
 from gateway.access import enforce, match_rule
+from gateway.auth.identify import load_identity
 from gateway.canonical import BadPath, canonicalize
 from gateway.errors import BadRequest, PayloadTooLarge
 from gateway.exchange import EXCHANGE, Exchange
@@ -69,6 +72,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if path == GATEWAY_PREFIX or path.startswith(GATEWAY_PREFIX + "/"):
         return await endpoints.dispatch(ex, gw)
     match_rule(ex, gw)
+    await load_identity(ex, gw)
     denied = await enforce(ex, gw)
     if denied is not None:
         return denied

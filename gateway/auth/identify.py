@@ -1,0 +1,67 @@
+"""The load-identity step of the pipeline: session cookie -> session record -> user -> Identity.
+
+Runs on every request that carries a session cookie, with no cache, so a role change, a disable
+or a delete takes effect on the user's next request on every instance. Only a full session
+(auth level password or mfa) of an enabled user who needs no password change yields an
+identity; `ex.session` is set for any live session so the gateway's own endpoints can see
+partial ones. Never decides access and never logs the cookie.
+"""
+
+from __future__ import annotations
+
+from gateway.auth.service import AUTH, Auth
+from gateway.auth.sessions import FULL_LEVELS, SessionRecord
+from gateway.auth.users import User
+from gateway.errors import GatewayError, Unauthorized
+from gateway.exchange import Exchange
+from gateway.headers import Identity
+from gateway.state import Gateway
+
+__all__ = ["PasswordChangeRequired", "USER_NOTE", "load_identity", "signed_in"]
+
+USER_NOTE = "auth.user"
+
+
+async def load_identity(ex: Exchange, gw: Gateway) -> None:
+    ex.identity = None
+    ex.session = None
+    auth: Auth | None = gw.services.get(AUTH)
+    if auth is None:
+        return
+    token = auth.sessions.read_cookie(ex.request)
+    if token is None:
+        return
+    record = await auth.sessions.load(token)
+    if record is None:
+        return
+    user = await auth.users.get(record.user)
+    if user is None or user.disabled or user.uid != record.user_uid:
+        await auth.sessions.end(record)
+        return
+    ex.session = record
+    ex.notes[USER_NOTE] = user
+    if record.auth_level in FULL_LEVELS and not user.must_change_password:
+        ex.identity = identity_of(user)
+
+
+def identity_of(user: User) -> Identity:
+    return Identity(user=user.username, email=user.email, roles=tuple(user.roles))
+
+
+class PasswordChangeRequired(GatewayError):
+    status, code = 403, "password_change_required"
+
+
+async def signed_in(
+    ex: Exchange, gw: Gateway, *, allow_password_change: bool = False
+) -> tuple[SessionRecord, User]:
+    """For the gateway's own endpoints: the full session and its user, or 401 (403 while the
+    user must first change the password)."""
+    await load_identity(ex, gw)
+    record: SessionRecord | None = ex.session
+    user: User | None = ex.notes.get(USER_NOTE)
+    if record is None or user is None or record.auth_level not in FULL_LEVELS:
+        raise Unauthorized("no_session")
+    if user.must_change_password and not allow_password_change:
+        raise PasswordChangeRequired("password_change_required")
+    return record, user

@@ -1,0 +1,224 @@
+"""Login, logout and password change: the HTML pages and their JSON API (DESIGN.md section 5).
+
+HTML is rendered by jinja2 with autoescape and served with a CSP that allows no script; forms
+carry CSRF tokens. Unknown user, wrong password and disabled account get one answer after the
+same Argon2 work. A login always makes a new session id and ends the old one. Never logs or
+echoes a password or a cookie.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from aiohttp import web
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from gateway.auth.forms import Posted, check_token, csrf_cookie_token, read_posted
+from gateway.auth.identify import load_identity, signed_in
+from gateway.auth.redirects import safe_next
+from gateway.auth.service import AUTH, Auth
+from gateway.auth.users import User
+from gateway.endpoints import route
+from gateway.errors import BadRequest, InvalidCredentials, Unauthorized, json_response
+from gateway.exchange import Exchange
+from gateway.state import Gateway
+
+__all__ = ["render"]
+
+LOGIN = "/.gateway/login"
+PASSWORD = "/.gateway/password"  # noqa: S105 - a path
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+_templates = Environment(
+    loader=PackageLoader("gateway", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+)
+_CSS = (Path(__file__).parent.parent / "static" / "gateway.css").read_bytes()
+
+
+def render(name: str, status: int = 200, **context: object) -> web.Response:
+    body = _templates.get_template(name).render(**context)
+    return web.Response(
+        text=body,
+        status=status,
+        content_type="text/html",
+        headers={
+            "Content-Security-Policy": CSP,
+            "Cache-Control": "no-store",
+            "X-Frame-Options": "DENY",
+            "Referrer-Policy": "same-origin",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+def _auth(gw: Gateway) -> Auth:
+    return gw.services[AUTH]
+
+
+def _redirect(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
+
+
+@route("GET", "/.gateway/static/gateway.css")
+async def stylesheet(ex: Exchange, gw: Gateway) -> web.StreamResponse:
+    return web.Response(
+        body=_CSS,
+        content_type="text/css",
+        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+def _login_page(
+    ex: Exchange, auth: Auth, *, status: int = 200, error: str = "", username: str = "", nxt: str
+) -> web.Response:
+    token = csrf_cookie_token(ex, auth.sessions.cookie) or secrets.token_urlsafe(32)
+    response = render(
+        "login.html",
+        status,
+        title="Sign in",
+        error=error,
+        csrf_token=token,
+        next=nxt,
+        username=username,
+    )
+    auth.sessions.cookie.set(response, auth.sessions.cookie.csrf_name, token)
+    return response
+
+
+@route("GET,POST", LOGIN)
+async def login(ex: Exchange, gw: Gateway) -> web.StreamResponse:
+    auth = _auth(gw)
+    if ex.request.method == "GET":
+        if ex.wants_json:
+            raise Unauthorized("login_form_is_html")
+        return _login_page(ex, auth, nxt=safe_next(ex.request.query.get("next")))
+    posted = await read_posted(ex)
+    if posted.is_form:
+        check_token(ex, posted, csrf_cookie_token(ex, auth.sessions.cookie) or "")
+    username, password = posted.data.get("username"), posted.data.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise BadRequest("missing_credentials")
+    user = await auth.users.verify_login(username, password)
+    if user is None:
+        await auth.audit.record(
+            "login.failure", user=username[:64], outcome="invalid_credentials", ex=ex
+        )
+        if posted.is_form:
+            return _login_page(
+                ex,
+                auth,
+                status=401,
+                error="Wrong username or password.",
+                username=username[:64],
+                nxt=safe_next(posted.text("next")),
+            )
+        raise InvalidCredentials("invalid_credentials")
+    return await _signed_in(ex, auth, user, posted)
+
+
+async def _signed_in(ex: Exchange, auth: Auth, user: User, posted: Posted) -> web.Response:
+    sessions = auth.sessions
+    # SECURITY: a new id on every login; the id the client came with is ended (no fixation).
+    token, _ = await sessions.create(
+        user.key,
+        user_uid=user.uid,
+        auth_level="password",
+        ip=ex.view.ip,
+        user_agent=ex.request.headers.get("User-Agent", ""),
+        replaces=sessions.read_cookie(ex.request),
+    )
+    await auth.audit.record("login.success", user=user.username, outcome="authenticated", ex=ex)
+    status = "password_change_required" if user.must_change_password else "authenticated"
+    if posted.is_form:
+        target = PASSWORD if user.must_change_password else safe_next(posted.text("next"))
+        response = _redirect(target)
+    else:
+        response = json_response({"status": status})
+    sessions.set_cookie(response, token)
+    return response
+
+
+@route("POST", "/.gateway/logout")
+async def logout(ex: Exchange, gw: Gateway) -> web.StreamResponse:
+    auth = _auth(gw)
+    await load_identity(ex, gw)
+    posted = await read_posted(ex, allow_empty=True)
+    record = ex.session
+    if record is not None:
+        check_token(ex, posted, record.csrf)
+        await auth.sessions.end(record)
+        user = ex.notes.get("auth.user")
+        name = user.username if user is not None else record.user
+        await auth.audit.record("logout", user=name, outcome="ended", ex=ex)
+    response = _redirect(LOGIN) if posted.is_form else web.Response(status=204)
+    auth.sessions.clear_cookie(response)
+    return response
+
+
+@route("GET,POST", PASSWORD)
+async def password(ex: Exchange, gw: Gateway) -> web.StreamResponse:
+    auth = _auth(gw)
+    if ex.request.method == "GET":
+        try:
+            record, user = await signed_in(ex, gw, allow_password_change=True)
+        except Unauthorized:
+            if ex.wants_json:
+                raise
+            return _redirect(LOGIN + "?next=" + PASSWORD)
+        return _password_page(auth, record.csrf, user)
+    record, user = await signed_in(ex, gw, allow_password_change=True)
+    posted = await read_posted(ex)
+    check_token(ex, posted, record.csrf)
+    current, new = posted.data.get("current_password"), posted.data.get("new_password")
+    if not isinstance(current, str) or not isinstance(new, str):
+        raise BadRequest("missing_passwords")
+    if not await auth.users.hasher.verify(user.password_hash, current):
+        await auth.audit.record(
+            "password.changed", user=user.username, outcome="invalid_credentials", ex=ex
+        )
+        if posted.is_form:
+            return _password_page(auth, record.csrf, user, 401, "The current password is wrong.")
+        raise InvalidCredentials("wrong_current_password")
+    problem = await auth.users.check_password(user.username, new)
+    if problem is None and secrets.compare_digest(current.encode(), new.encode()):
+        problem = "unchanged"
+    if problem is not None:
+        if posted.is_form:
+            return _password_page(auth, record.csrf, user, 400, _PROBLEMS.get(problem, problem))
+        return json_response({"error": "password_rejected", "reason": problem}, 400)
+    await auth.users.set_password(user, new)
+    ended = await auth.sessions.end_all(user.key, keep=record.hash)
+    await auth.audit.record(
+        "password.changed", user=user.username, outcome="changed", ex=ex, sessions_ended=str(ended)
+    )
+    if posted.is_form:
+        return _redirect("/")
+    return json_response({"status": "password_changed"})
+
+
+_PROBLEMS = {
+    "too_short": "The new password is too short.",
+    "too_long": "The new password is longer than 128 characters.",
+    "unchanged": "The new password must differ from the current one.",
+}
+
+
+def _password_page(
+    auth: Auth, csrf: str, user: User, status: int = 200, error: str = ""
+) -> web.Response:
+    notice = ""
+    if user.must_change_password:
+        notice = "You must choose a new password before continuing."
+    return render(
+        "password.html",
+        status,
+        title="Change password",
+        error=error,
+        notice=notice,
+        csrf_token=csrf,
+        min_length=auth.users.min_length,
+    )

@@ -1,0 +1,51 @@
+"""The account layer's parts, built once at start-up and kept in `gw.services["auth"]`.
+
+`install()` is called by `gateway.assemble.build()` after the store is open: it makes the
+hasher (and its dummy hash, off the loop), the users and sessions services, the audit writer,
+and the `password_checks` hook list that plugins append to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.auth.audit import Audit
+from gateway.auth.sessions import CookieSettings, Sessions
+from gateway.auth.users import Hasher, Users
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.store.base import Store
+
+__all__ = ["Auth", "AUTH", "install", "make_auth"]
+
+AUTH = "auth"
+
+
+@dataclass(slots=True)
+class Auth:
+    users: Users
+    sessions: Sessions
+    audit: Audit
+
+
+def make_auth(config: Config, store: Store, clock: Clock) -> Auth:
+    users = Users(
+        store, Hasher(config.passwords.argon2), clock, min_length=config.passwords.min_length
+    )
+    sessions = Sessions(
+        store,
+        clock,
+        CookieSettings.from_config(config),
+        idle=config.session.idle_timeout,
+        absolute=config.session.absolute_timeout,
+    )
+    return Auth(users, sessions, Audit(store, clock))
+
+
+async def install(services: dict[str, object], config: Config, store: Store, clock: Clock) -> Auth:
+    auth = make_auth(config, store, clock)
+    await auth.users.hasher.dummy()
+    services[AUTH] = auth
+    # The plugin hook point: async callables (username, password) -> error string or None.
+    services["password_checks"] = auth.users.checks
+    return auth

@@ -1,0 +1,260 @@
+"""Server-side sessions on the store and the one place that reads and writes the session cookie.
+
+The cookie carries a 256-bit random id (`secrets.token_urlsafe(32)`); the store keeps only
+SHA-256 of it (kind "session"), so a copy of the store opens no session. Each user has an index
+of its session hashes (`sessions:<user key>`) for listing, logout-all and revocation. Expiry is
+checked against the injected clock (idle and absolute timeouts); the store TTL only cleans up.
+The idle refresh writes at most once a minute. A malformed, unknown or expired cookie is simply
+no session. Never logs a session id, its hash or a cookie value.
+
+Implemented directly rather than through aiohttp-session: the store interface, the hashed ids,
+the per-user index and the clock are all ours, and the cookie is read in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from dataclasses import asdict, dataclass, field
+
+from aiohttp import web
+
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.store.base import Store
+
+__all__ = ["CookieSettings", "SessionRecord", "Sessions", "LEVELS", "FULL_LEVELS"]
+
+KIND = "session"
+LEVELS = ("partial", "password", "mfa")
+FULL_LEVELS = frozenset({"password", "mfa"})
+REFRESH_EVERY = 60.0
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def public_id(session_hash: str) -> str:
+    """An opaque id for listing and revoking: derived from the hash, useless as a cookie."""
+    return hashlib.sha256(b"public-id:" + session_hash.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class CookieSettings:
+    name: str
+    secure: bool
+    same_site: str
+    csrf_name: str
+
+    @classmethod
+    def from_config(cls, config: Config) -> CookieSettings:
+        setting = config.session.secure
+        if setting == "auto":
+            secure = config.listen_host.lower() not in _LOCAL_HOSTS
+        else:
+            secure = bool(setting)
+        prefix = "__Host-" if secure else ""
+        return cls(
+            name=prefix + config.session.cookie_name,
+            secure=secure,
+            same_site=config.session.same_site.capitalize(),
+            csrf_name=prefix + "gateway_csrf",
+        )
+
+    def set(self, response: web.StreamResponse, name: str, value: str) -> None:
+        response.set_cookie(
+            name, value, path="/", httponly=True, secure=self.secure, samesite=self.same_site
+        )
+
+    def clear(self, response: web.StreamResponse, name: str) -> None:
+        response.set_cookie(
+            name,
+            "",
+            path="/",
+            max_age=0,
+            expires="Thu, 01 Jan 1970 00:00:00 GMT",
+            httponly=True,
+            secure=self.secure,
+            samesite=self.same_site,
+        )
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    user: str  # the user's store key
+    auth_level: str
+    created: float
+    last_seen: float
+    ip: str
+    user_agent: str
+    csrf: str
+    user_uid: str  # a re-created user of the same name is not the old one
+    hash: str = field(default="", compare=False)
+
+    @property
+    def public_id(self) -> str:
+        return public_id(self.hash)
+
+    def encode(self) -> bytes:
+        data = asdict(self)
+        del data["hash"]
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes, session_hash: str) -> SessionRecord:
+        data = json.loads(raw)
+        record = cls(**data, hash=session_hash)
+        if record.auth_level not in LEVELS or not isinstance(record.user, str):
+            raise ValueError("bad session record")
+        return record
+
+
+class Sessions:
+    def __init__(
+        self, store: Store, clock: Clock, cookie: CookieSettings, *, idle: float, absolute: float
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.cookie = cookie
+        self.idle = idle
+        self.absolute = absolute
+
+    # -- the cookie ----------------------------------------------------------------------------
+    def read_cookie(self, request: web.Request) -> str | None:
+        """The session token the client sent, if it has the shape of one."""
+        try:
+            value = request.cookies.get(self.cookie.name)
+        except Exception:  # noqa: BLE001 - an unparsable Cookie header is no session
+            return None
+        if not value or not _TOKEN.match(value):
+            return None
+        return value
+
+    def set_cookie(self, response: web.StreamResponse, token: str) -> None:
+        self.cookie.set(response, self.cookie.name, token)
+
+    def clear_cookie(self, response: web.StreamResponse) -> None:
+        self.cookie.clear(response, self.cookie.name)
+
+    # -- records -------------------------------------------------------------------------------
+    def _ttl(self, record: SessionRecord, now: float) -> float:
+        end = min(record.last_seen + self.idle, record.created + self.absolute)
+        return max(1.0, end - now)
+
+    def _expired(self, record: SessionRecord, now: float) -> bool:
+        return now - record.created >= self.absolute or now - record.last_seen >= self.idle
+
+    async def create(
+        self,
+        user: str,
+        *,
+        user_uid: str,
+        auth_level: str,
+        ip: str,
+        user_agent: str,
+        replaces: str | None = None,
+    ) -> tuple[str, SessionRecord]:
+        """A new session (and its token); the session `replaces` names is ended (no fixation)."""
+        if replaces is not None:
+            await self.end_token(replaces)
+        now = self.clock.now()
+        token = secrets.token_urlsafe(32)
+        record = SessionRecord(
+            user=user,
+            auth_level=auth_level,
+            created=now,
+            last_seen=now,
+            ip=ip,
+            user_agent=user_agent[:256],
+            csrf=secrets.token_urlsafe(32),
+            user_uid=user_uid,
+            hash=digest(token),
+        )
+        await self.store.put(KIND, record.hash, record.encode(), ttl=self._ttl(record, now))
+        await self.store.index_add(_index(user), record.hash)
+        return token, record
+
+    async def load(self, token: str) -> SessionRecord | None:
+        session_hash = digest(token)
+        record = await self._get(session_hash)
+        if record is None:
+            return None
+        now = self.clock.now()
+        if self._expired(record, now):
+            await self.end(record)
+            return None
+        if now - record.last_seen >= REFRESH_EVERY:
+            record.last_seen = now
+            await self.store.put(KIND, session_hash, record.encode(), ttl=self._ttl(record, now))
+        return record
+
+    async def _get(self, session_hash: str) -> SessionRecord | None:
+        raw = await self.store.get(KIND, session_hash)
+        if raw is None:
+            return None
+        try:
+            return SessionRecord.decode(raw, session_hash)
+        except (ValueError, TypeError):
+            return None
+
+    async def end(self, record: SessionRecord) -> None:
+        await self.store.delete(KIND, record.hash)
+        await self.store.index_remove(_index(record.user), record.hash)
+
+    async def end_token(self, token: str) -> SessionRecord | None:
+        if not _TOKEN.match(token):
+            return None
+        record = await self._get(digest(token))
+        if record is not None:
+            await self.end(record)
+        return record
+
+    async def of_user(self, user: str) -> list[SessionRecord]:
+        """The user's live sessions, oldest first; index entries whose record is gone are pruned."""
+        now = self.clock.now()
+        live = []
+        for session_hash in await self.store.index_members(_index(user)):
+            record = await self._get(session_hash)
+            if record is None or self._expired(record, now):
+                await self.store.index_remove(_index(user), session_hash)
+                continue
+            live.append(record)
+        return sorted(live, key=lambda r: r.created)
+
+    async def end_all(self, user: str, *, keep: str | None = None) -> int:
+        """End every session of `user` except the one whose hash is `keep`. Returns the count."""
+        ended = 0
+        for session_hash in await self.store.index_members(_index(user)):
+            if session_hash == keep:
+                continue
+            await self.store.delete(KIND, session_hash)
+            await self.store.index_remove(_index(user), session_hash)
+            ended += 1
+        return ended
+
+    async def find(self, user: str, pid: str) -> SessionRecord | None:
+        for record in await self.of_user(user):
+            if secrets.compare_digest(record.public_id, pid):
+                return record
+        return None
+
+    async def all(self) -> list[SessionRecord]:
+        now = self.clock.now()
+        out = []
+        for session_hash, raw in await self.store.scan(KIND):
+            try:
+                record = SessionRecord.decode(raw, session_hash)
+            except (ValueError, TypeError):
+                continue
+            if not self._expired(record, now):
+                out.append(record)
+        return sorted(out, key=lambda r: r.created)
+
+
+def _index(user: str) -> str:
+    return "sessions:" + user
