@@ -127,4 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m gateway.cli` runs this file as __main__; feature verbs register with the
+    # importable `gateway.cli`, so run that module's main.
+    from gateway.cli import main as _main
+
+    sys.exit(_main())

@@ -92,7 +92,7 @@ def _login_page(
 @route("GET,POST", LOGIN)
 async def login(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     auth = _auth(gw)
-    if ex.request.method == "GET":
+    if ex.request.method in ("GET", "HEAD"):
         if ex.wants_json:
             raise Unauthorized("login_form_is_html")
         return _login_page(ex, auth, nxt=safe_next(ex.request.query.get("next")))
@@ -162,7 +162,7 @@ async def logout(ex: Exchange, gw: Gateway) -> web.StreamResponse:
 @route("GET,POST", PASSWORD)
 async def password(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     auth = _auth(gw)
-    if ex.request.method == "GET":
+    if ex.request.method in ("GET", "HEAD"):
         try:
             record, user = await signed_in(ex, gw, allow_password_change=True)
         except Unauthorized:
