@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.access import POLICY
 import gateway.auth.api  # noqa: F401 - registers the account API endpoints
 import gateway.auth.pages  # noqa: F401 - registers login, logout and password endpoints
+from gateway.access import POLICY
 from gateway.app import build_app
 from gateway.auth.service import install as install_auth
 from gateway.clock import Clock

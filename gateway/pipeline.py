@@ -26,6 +26,7 @@ from gateway.exchange import EXCHANGE, Exchange
 from gateway.headers import client_view, downstream_headers, request_id, upstream_headers
 from gateway.proxy import limited_body
 from gateway.state import GATEWAY, Gateway
+from gateway.store.base import StoreUnavailable
 
 __all__ = ["handle", "begin"]
 
@@ -72,7 +73,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if path == GATEWAY_PREFIX or path.startswith(GATEWAY_PREFIX + "/"):
         return await endpoints.dispatch(ex, gw)
     match_rule(ex, gw)
-    await load_identity(ex, gw)
+    await identify(ex, gw)
     denied = await enforce(ex, gw)
     if denied is not None:
         return denied
@@ -114,6 +115,19 @@ async def forward(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     return await gw.upstream.forward(
         request, ex.target.target, headers, body, make_downstream=downstream
     )
+
+
+async def identify(ex: Exchange, gw: Gateway) -> None:
+    """Step 3. A store outage fails closed on protected routes (503) but a public route is
+    still served, anonymously."""
+    try:
+        await load_identity(ex, gw)
+    except StoreUnavailable:
+        rule = ex.rule
+        access = rule.access if rule is not None else gw.config.default_access
+        if access != "public":
+            raise
+        ex.identity = ex.session = None
 
 
 def _is_websocket(request: web.Request) -> bool:
