@@ -15,6 +15,7 @@ from gateway import pipeline
 from gateway.errors import GatewayError, ServiceUnavailable, answer, json_response
 from gateway.exchange import EXCHANGE
 from gateway.logs import access_log
+from gateway.metrics import REQUEST_DURATION, REQUESTS
 from gateway.state import GATEWAY, Gateway
 from gateway.store.base import StoreUnavailable
 
@@ -63,8 +64,15 @@ async def observe(
         ex.status = response.status
         if not response.prepared:
             response.headers.setdefault("X-Request-ID", ex.rid)
+    rule = fields["rule"]
+    method = request.method if request.method in _METHODS else "OTHER"
+    REQUESTS.labels(rule, method, str(response.status)).inc()
+    REQUEST_DURATION.labels(rule).observe(time.monotonic() - started)
     access_log.info("request", extra={"fields": fields})
     return response
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _code(status: int) -> str:

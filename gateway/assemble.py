@@ -21,6 +21,7 @@ from gateway.app import build_app
 from gateway.auth.service import install as install_auth
 from gateway.clock import Clock
 from gateway.config import Config
+from gateway.metrics import POLICY_RELOADS, RULES_LOADED
 from gateway.policy import PolicyError, PolicyHolder
 from gateway.state import Gateway
 from gateway.store import open_store
@@ -65,20 +66,28 @@ async def build(
 
     def on_reload() -> None:
         holder.reload()
+        RULES_LOADED.set(len(holder.current.rules))
 
     return app, on_reload
 
 
+def _count_reload(result: str) -> None:
+    POLICY_RELOADS.labels(result).inc()
+
+
 def load_policy(config: Config) -> PolicyHolder:
     try:
-        return PolicyHolder(
+        holder = PolicyHolder(
             list(config.policies),
             base_dir=config.base_dir,
             default_access=config.default_access,
             case_insensitive_paths=config.policy_options.case_insensitive_paths,
+            on_reload=_count_reload,
         )
     except PolicyError as exc:
         raise StartupError(f"invalid policy:\n{exc}", 1) from None
+    RULES_LOADED.set(len(holder.current.rules))
+    return holder
 
 
 _WATCH = web.AppKey("policy_watch", asyncio.Task)

@@ -62,11 +62,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     workers = args.workers or config.workers
     if workers > 1 and not args.worker:
         path = str(config.path or config_path(args))
-        return server.supervise(server.worker_argv(path, args.dev), workers)
+        return server.supervise(server.worker_argv(path, args.dev), workers, config.metrics.listen)
     from gateway.assemble import StartupError
 
     try:
-        return server.serve(config, dev=args.dev, build=build)
+        return server.serve(config, dev=args.dev, build=build, metrics=not args.worker)
     except StartupError as exc:
         return fail(str(exc), exc.exit_code)
 

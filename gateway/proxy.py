@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
@@ -20,6 +21,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.errors import BadGateway, GatewayTimeout, PayloadTooLarge
+from gateway.metrics import UPSTREAM_DURATION, UPSTREAM_ERRORS
 
 __all__ = ["BodyFilter", "UpstreamClient", "limited_body"]
 
@@ -103,6 +105,7 @@ class UpstreamClient:
 
         if isinstance(body, AsyncIterator):
             body = _watch(body, overflow)
+        started = time.monotonic()
         try:
             upstream = await self.session.request(
                 request.method,
@@ -116,11 +119,14 @@ class UpstreamClient:
         except PayloadTooLarge:
             raise
         except (TimeoutError, aiohttp.ServerTimeoutError):
+            UPSTREAM_ERRORS.labels("timeout").inc()
             raise GatewayTimeout("upstream_timeout") from None
         except aiohttp.ClientError as exc:
             if too_large:
                 raise PayloadTooLarge("body_over_limit") from None
+            UPSTREAM_ERRORS.labels(_kind(exc)).inc()
             raise BadGateway(_kind(exc)) from None
+        UPSTREAM_DURATION.observe(time.monotonic() - started)
         try:
             return await self._relay(request, upstream, make_downstream, body_filter)
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,13 +37,19 @@ def _run(coro: Awaitable[int]) -> int:
     return uvloop.run(coro)  # type: ignore[arg-type]
 
 
-def serve(config: Config, *, dev: bool, build: Starter) -> int:
-    """Run one worker in this process until SIGTERM/SIGINT; returns the exit code."""
-    return _run(_serve(config, dev=dev, build=build))
+def serve(config: Config, *, dev: bool, build: Starter, metrics: bool = True) -> int:
+    """Run one worker in this process until SIGTERM/SIGINT; returns the exit code.
+    `metrics=False` for supervised workers: the supervisor serves the summed metrics."""
+    return _run(_serve(config, dev=dev, build=build, metrics=metrics))
 
 
-async def _serve(config: Config, *, dev: bool, build: Starter) -> int:
+async def _serve(config: Config, *, dev: bool, build: Starter, metrics: bool = True) -> int:
     app, on_reload = await build(config, dev)
+    metrics_runner = None
+    if metrics and config.metrics.listen:
+        from gateway.metrics import start_metrics_listener
+
+        metrics_runner = await start_metrics_listener(config.metrics.listen)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(
@@ -67,12 +74,25 @@ async def _serve(config: Config, *, dev: bool, build: Starter) -> int:
     if GATEWAY in app:
         app[GATEWAY].draining = True
     await runner.cleanup()  # stops listening, waits (bounded) for in-flight requests
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
     log.info("stopped", extra={"fields": {"pid": os.getpid()}})
     return 0
 
 
-def supervise(argv: list[str], workers: int) -> int:
-    """Start `workers` copies of `argv` and shepherd them until a stop signal."""
+def supervise(argv: list[str], workers: int, metrics_listen: str | None = None) -> int:
+    """Start `workers` copies of `argv` and shepherd them until a stop signal; serve the
+    metrics summed over the workers (prometheus-client multiprocess mode)."""
+    from gateway.metrics import prepare_multiprocess
+
+    folder = prepare_multiprocess()
+    if metrics_listen:
+        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(folder))
+        host, _, port = metrics_listen.rpartition(":")
+        start_http_server(int(port), addr=host.strip("[]"), registry=registry)
     procs: dict[int, subprocess.Popen[bytes]] = {}
     stopping = False
 
@@ -115,6 +135,7 @@ def supervise(argv: list[str], workers: int) -> int:
             forward(signal.SIGTERM, None)
         else:
             spawn()
+    shutil.rmtree(folder, ignore_errors=True)
     return code
 
 

@@ -12,11 +12,14 @@ import logging
 
 from gateway.clock import Clock
 from gateway.exchange import Exchange
+from gateway.metrics import AUTH_ATTEMPTS
 from gateway.store.base import Store
 
 __all__ = ["Audit"]
 
 log = logging.getLogger("gateway.audit")
+# Audit events that are also authentication attempts: (factor, result) labels, bounded.
+_ATTEMPTS = {"login.success": ("password", "success"), "login.failure": ("password", "failure")}
 
 
 class Audit:
@@ -43,5 +46,7 @@ class Audit:
             "outcome": outcome,
             **extra,
         }
+        if event in _ATTEMPTS:
+            AUTH_ATTEMPTS.labels(*_ATTEMPTS[event]).inc()
         await self.store.audit_append(json.dumps(entry, separators=(",", ":")).encode())
         log.info("audit", extra={"fields": entry})

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from gateway.clock import Clock
 from gateway.config import Config
+from gateway.metrics import SESSIONS_CREATED
 from gateway.store.base import Store
 
 __all__ = ["CookieSettings", "SessionRecord", "Sessions", "LEVELS", "FULL_LEVELS"]
@@ -160,6 +161,7 @@ class Sessions:
         replaces: str | None = None,
     ) -> tuple[str, SessionRecord]:
         """A new session (and its token); the session `replaces` names is ended (no fixation)."""
+        SESSIONS_CREATED.inc()
         if replaces is not None:
             await self.end_token(replaces)
         now = self.clock.now()

@@ -171,6 +171,11 @@ class RedisStore:
         self._count = client.register_script(_COUNT)
         self._cas = client.register_script(_CAS)
         self._audit = client.register_script(_AUDIT)
+        # A Cluster client discovers its slots on first use; when a burst of first commands
+        # races that discovery, redis-py resets connections under in-flight commands. So the
+        # first command waits for one discovery, done under a lock.
+        self._needs_init = isinstance(client, RedisCluster)
+        self._init_lock = asyncio.Lock()
 
     async def _do(self, op: str, call: Awaitable[Any]) -> Any:
         # Any: redis-py types replies as bytes | str (decode_responses); ours are always bytes.
@@ -181,6 +186,11 @@ class RedisStore:
                 call.close()  # cancelled while queued: the command was never sent
             raise
         try:
+            if self._needs_init:
+                async with self._init_lock:
+                    if self._needs_init:
+                        await self._r.initialize()  # type: ignore[union-attr]
+                        self._needs_init = False
             return await call
         except _UNAVAILABLE as exc:
             # The class name says what happened; redis-py's text may quote the command.

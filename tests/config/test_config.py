@@ -134,8 +134,8 @@ def test_invalid_yaml_is_reported_with_its_line(tmp_path):
     assert res.returncode == 1 and "line" in res.stderr
 
 
-def test_run_with_two_workers_serves_and_drains_on_sigterm(tmp_path):
-    port = free_port()
+def test_run_with_two_workers_serves_sums_metrics_and_drains_on_sigterm(tmp_path):
+    port, metrics_port = free_port(), free_port()
     with_policy(tmp_path)
     conf = tmp_path / "gw.yaml"
     conf.write_text(
@@ -144,7 +144,7 @@ def test_run_with_two_workers_serves_and_drains_on_sigterm(tmp_path):
                 "listen": f"127.0.0.1:{port}",
                 "workers": 2,
                 "upstream": {"url": "http://127.0.0.1:9"},
-                "metrics": {"listen": None},
+                "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
                 "store": {"url": f"sqlite:///{tmp_path}/gw.db"},
             }
         )
@@ -155,6 +155,7 @@ def test_run_with_two_workers_serves_and_drains_on_sigterm(tmp_path):
         stderr=subprocess.PIPE,
     )
     try:
+        import urllib.error
         import urllib.request
 
         deadline = time.monotonic() + 20
@@ -170,6 +171,24 @@ def test_run_with_two_workers_serves_and_drains_on_sigterm(tmp_path):
                 time.sleep(0.2)
         children = [p for p in __import__("psutil").Process(proc.pid).children()]
         assert len(children) == 2
+        for _ in range(39):  # 40 health checks in all, spread over both workers
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/.gateway/healthz") as r:
+                assert r.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+            text = r.read().decode()
+        total = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("gateway_requests_total{") and 'rule="gateway"' in line
+        )
+        assert total == 40
+        assert 'gateway_info{version="' in text
+        # the public listener never serves metrics: /metrics is proxied (upstream down: 502)
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics")
+            raise AssertionError("the public listener answered /metrics")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 502
     finally:
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=30)

@@ -97,3 +97,28 @@ async def test_policy_edit_is_applied_and_invalid_edit_keeps_old_policy(policed)
             assert r.status == 200  # the old, valid policy stays
         async with s.get(f"http://127.0.0.1:{port}/.gateway/readyz") as r:
             assert r.status == 200
+
+
+async def test_rate_limited_rule_answers_429_with_retry_after(upstream, tmp_path):
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "10-app.yaml").write_text("""rules:
+  - name: search
+    match: {paths: ["/search"]}
+    access: public
+    rate_limit: {limit: 3/min, by: ip}
+""")
+    config = gateway_config(upstream.url, tmp_path)
+    runner = await start_gateway(config)
+    try:
+        statuses = []
+        async with aiohttp.ClientSession() as s:
+            for _ in range(5):
+                async with s.get(f"http://127.0.0.1:{config.listen_port}/search") as r:
+                    statuses.append(r.status)
+                    if r.status == 429:
+                        assert 1 <= int(r.headers["Retry-After"]) <= 60
+                        assert await r.json() == {"error": "too_many_attempts"}
+    finally:
+        await runner.cleanup()
+    assert statuses == [200, 200, 200, 429, 429]
+    assert len([e for e in upstream.seen if e["raw_path"] == "/search"]) == 3
