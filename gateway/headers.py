@@ -142,6 +142,17 @@ def _strip_cookies(value: str, names: frozenset[str]) -> str:
     return "; ".join(kept)
 
 
+def _connection_named(items: list[tuple[str, str]]) -> set[str]:
+    """Header names listed in `Connection`: hop-by-hop by declaration (RFC 9110 7.6.1)."""
+    return {
+        token.strip().lower()
+        for name, value in items
+        if name.lower() == "connection"
+        for token in value.split(",")
+        if token.strip()
+    }
+
+
 def upstream_headers(
     client: Iterable[tuple[str, str]],
     *,
@@ -153,13 +164,7 @@ def upstream_headers(
     gateway_cookies: frozenset[str],
 ) -> CIMultiDict[str]:
     items = list(client)
-    connection_named = {
-        token.strip().lower()
-        for name, value in items
-        if name.lower() == "connection"
-        for token in value.split(",")
-        if token.strip()
-    }
+    connection_named = _connection_named(items)
     out: CIMultiDict[str] = CIMultiDict()
     client_host = None
     for name, value in items:
@@ -199,13 +204,7 @@ def downstream_headers(
     gateway_cookies: frozenset[str],
 ) -> CIMultiDict[str]:
     items = list(upstream)
-    connection_named = {
-        token.strip().lower()
-        for name, value in items
-        if name.lower() == "connection"
-        for token in value.split(",")
-        if token.strip()
-    }
+    connection_named = _connection_named(items)
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in items:
         low = name.lower()
