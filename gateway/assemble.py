@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -21,6 +22,9 @@ from gateway.app import build_app
 from gateway.auth.service import install as install_auth
 from gateway.clock import Clock
 from gateway.config import Config
+from gateway.crypto import KeyMaterialError
+from gateway.crypto.datakeys import DataKeys
+from gateway.crypto.keyring import Keyring, dev_keyfile
 from gateway.metrics import POLICY_RELOADS, RULES_LOADED
 from gateway.policy import PolicyError, PolicyHolder
 from gateway.state import Gateway
@@ -43,12 +47,14 @@ async def build(
     config: Config, dev: bool = False, *, clock: Clock | None = None
 ) -> tuple[web.Application, Callable[[], None]]:
     gw = Gateway.from_config(config, clock=clock)
+    keyring = load_keyring(config, dev)
     try:
         store = await open_store(config.store.url, base_dir=config.base_dir, clock=gw.clock)
     except (ValueError, OSError) as exc:
         raise StartupError(f"store.url: {exc}") from None
     gw.services["store"] = store
     gw.ready_checks.append(("store", store.ping))
+    gw.services["datakeys"] = DataKeys(store, keyring, gw.clock)
     await install_auth(gw.services, config, store, gw.clock)
 
     async def close_store(app: web.Application) -> None:
@@ -73,6 +79,29 @@ async def build(
 
 def _count_reload(result: str) -> None:
     POLICY_RELOADS.labels(result).inc()
+
+
+def load_keyring(config: Config, dev: bool) -> Keyring:
+    """Fail closed (exit 2) on missing or malformed key material; `--dev` may use a local file."""
+    refs = dict(config.keys.kek)
+    active = config.keys.active
+    ref = refs.get(active, "")
+    if dev and ref.startswith("env:") and not os.environ.get(ref[4:], "").strip():
+        try:
+            (config.base_dir / "var").mkdir(mode=0o700, parents=True, exist_ok=True)
+            refs[active] = dev_keyfile(config.base_dir / "var" / "dev-kek")
+        except (KeyMaterialError, OSError) as exc:
+            raise StartupError(f"dev key file: {exc}", 2) from None
+        log.warning(
+            "DEV MODE: %s is not set; using the local key file var/dev-kek for kek %r. "
+            "Anyone who can read that file can decrypt the data. Never use this in production.",
+            ref[4:],
+            active,
+        )
+    try:
+        return Keyring.from_refs(active, refs, environ=os.environ, base_dir=config.base_dir)
+    except KeyMaterialError as exc:
+        raise StartupError(str(exc), 2) from None
 
 
 def load_policy(config: Config) -> PolicyHolder:

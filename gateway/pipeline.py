@@ -13,6 +13,7 @@ the store).
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -27,6 +28,8 @@ from gateway.headers import client_view, downstream_headers, request_id, upstrea
 from gateway.proxy import limited_body
 from gateway.state import GATEWAY, Gateway
 from gateway.store.base import StoreUnavailable
+from gateway.transform.request import DATAKEYS, transform_request
+from gateway.transform.response import response_filter
 
 __all__ = ["handle", "begin"]
 
@@ -97,11 +100,18 @@ async def forward(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     length = request.content_length
     if length is not None and length > gw.config.max_body:
         raise PayloadTooLarge("declared_length_over_limit")
-    body = None
+    body: AsyncIterator[bytes] | bytes | None = None
     if request.body_exists:
         body = limited_body(request.content, gw.config.max_body, lambda: None)
         if length is not None:
             headers["Content-Length"] = str(length)
+    body_filter = None
+    if ex.rule is not None and ex.rule.encrypt is not None:
+        datakeys = gw.services[DATAKEYS]
+        body = await transform_request(
+            ex, datakeys, headers, body, length=length, max_body=gw.config.max_body
+        )
+        body_filter = response_filter(ex, datakeys)
     public_origin = f"{ex.view.proto}://{ex.view.host}"
 
     def downstream(h: CIMultiDict[str]) -> CIMultiDict[str]:
@@ -113,7 +123,12 @@ async def forward(ex: Exchange, gw: Gateway) -> web.StreamResponse:
         )
 
     return await gw.upstream.forward(
-        request, ex.target.target, headers, body, make_downstream=downstream
+        request,
+        ex.target.target,
+        headers,
+        body,
+        make_downstream=downstream,
+        body_filter=body_filter,
     )
 
 

@@ -43,7 +43,9 @@ class BodyFilter(Protocol):
     """A streaming transformation of a response body (e.g. decryption)."""
 
     def headers(self, headers: CIMultiDict[str]) -> None:
-        """Adjust response headers (Content-Type, Content-Length) before they are sent."""
+        """Adjust response headers (Content-Type, Content-Length) before they are sent.
+
+        The filter may keep `headers` and change it until its stream yields the first chunk."""
 
     def stream(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]: ...
 
@@ -143,11 +145,6 @@ class UpstreamClient:
         no_body = request.method == "HEAD" or upstream.status in _NO_BODY_STATUS
         if body_filter is not None and not no_body:
             body_filter.headers(headers)
-        response = web.StreamResponse(
-            status=upstream.status, reason=upstream.reason, headers=headers
-        )
-        if "Content-Length" not in headers and not no_body and upstream.status >= 200:
-            response.enable_chunked_encoding()
         chunks: AsyncIterator[bytes] = upstream.content.iter_chunked(CHUNK)
         if body_filter is not None and not no_body:
             chunks = body_filter.stream(chunks)
@@ -159,6 +156,13 @@ class UpstreamClient:
             raise GatewayTimeout("upstream_timeout_body") from None
         except aiohttp.ClientError as exc:
             raise BadGateway(_kind(exc)) from None
+        # Built only now: a filter may restore headers (e.g. Content-Type) once its first
+        # chunk verified.
+        response = web.StreamResponse(
+            status=upstream.status, reason=upstream.reason, headers=headers
+        )
+        if "Content-Length" not in headers and not no_body and upstream.status >= 200:
+            response.enable_chunked_encoding()
         await response.prepare(request)
         try:
             if first:

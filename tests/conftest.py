@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
+from gateway.crypto.keyring import generate_kek
 from tests.support.redis import RedisCluster, RedisSentinel, RedisServer
+
+# The default config reads its KEK from GATEWAY_KEK; start-up fails closed without one.
+os.environ.setdefault("GATEWAY_KEK", generate_kek())
 
 
 @pytest.fixture(scope="session")

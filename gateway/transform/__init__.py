@@ -1,0 +1,1 @@
+"""Request and response transformations of encrypting rules (DESIGN.md section 8)."""

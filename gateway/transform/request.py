@@ -1,0 +1,140 @@
+"""Request side of envelope encryption: seal designated fields, or the whole body.
+
+Fails closed: without an identity the request never reaches the upstream; a body that cannot
+be parsed is refused (400) and never forwarded as plaintext. Never logs values or keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from multidict import CIMultiDict
+
+from gateway.crypto import FieldError
+from gateway.crypto.datakeys import DataKeys
+from gateway.crypto.envelope import ENVELOPE_CONTENT_TYPE, EnvelopeEncryptor, envelope_length
+from gateway.crypto.fields import encrypt_form_fields, encrypt_json_fields
+from gateway.crypto.token import seal_field
+from gateway.errors import (
+    BadRequest,
+    Forbidden,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from gateway.exchange import Exchange
+from gateway.policy.model import Encrypt
+
+__all__ = ["scope_of", "transform_request", "DATAKEYS"]
+
+DATAKEYS = "datakeys"
+FORM = "application/x-www-form-urlencoded"
+_JSON = "application/json"
+
+
+def scope_of(ex: Exchange, enc: Encrypt) -> str:
+    """The data-key scope of this exchange: `user:<name>` or `role:NAME` (role held)."""
+    if ex.identity is None:
+        raise Unauthorized("encrypt_requires_identity")
+    if enc.scope.startswith("role:"):
+        role = enc.scope[len("role:") :]
+        if role not in ex.identity.roles:
+            raise Forbidden("encrypt_scope_role_not_held")
+        return enc.scope
+    return f"user:{ex.identity.user}"
+
+
+def _media(headers: CIMultiDict[str]) -> str:
+    return headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+
+async def _read_all(body: AsyncIterator[bytes] | None, limit: int) -> bytes:
+    if body is None:
+        return b""
+    parts: list[bytes] = []
+    seen = 0
+    async for chunk in body:
+        seen += len(chunk)
+        if seen > limit:
+            raise PayloadTooLarge("body_over_limit")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _envelope(
+    body: AsyncIterator[bytes] | None, encryptor: EnvelopeEncryptor
+) -> AsyncIterator[bytes]:
+    yield encryptor.header()
+    if body is not None:
+        async for chunk in body:
+            out = encryptor.update(chunk)
+            if out:
+                yield bytes(out)
+    yield encryptor.finish()
+
+
+async def transform_request(
+    ex: Exchange,
+    datakeys: DataKeys,
+    headers: CIMultiDict[str],
+    body: AsyncIterator[bytes] | None,
+    *,
+    length: int | None,
+    max_body: int,
+) -> AsyncIterator[bytes] | bytes | None:
+    """The body to forward for an encrypting rule; `headers` is fixed up in place."""
+    rule = ex.rule
+    enc = rule.encrypt if rule is not None else None
+    if enc is None:
+        return body
+    scope = scope_of(ex, enc)
+    kind = enc.request_kind
+    if enc.response == "tokens":
+        # Token replacement needs the plain bytes; compressed answers would pass untouched.
+        headers["Accept-Encoding"] = "identity"
+    if kind is None or body is None:
+        return body
+    if kind == "body":
+        version, key = await datakeys.active(scope)
+        content_type = headers.get("Content-Type", "")
+        try:
+            encryptor = EnvelopeEncryptor(key, scope, version, content_type)
+        except ValueError:
+            raise BadRequest("encrypt_bad_content_type") from None
+        headers["Content-Type"] = ENVELOPE_CONTENT_TYPE
+        headers.pop("Content-Length", None)
+        headers.pop("Content-Encoding", None)
+        if length is not None:
+            headers["Content-Length"] = str(envelope_length(length, content_type))
+        ex.notes["encrypt"] = "body"
+        return _envelope(body, encryptor)
+    media = _media(headers)
+    if kind == "form_fields":
+        if media == "multipart/form-data":
+            raise UnsupportedMediaType("encrypt_multipart_unsupported")
+        if media != FORM:
+            raise UnsupportedMediaType("encrypt_form_expected")
+    elif media != _JSON and not media.endswith("+json"):
+        raise UnsupportedMediaType("encrypt_json_expected")
+    if headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        raise UnsupportedMediaType("encrypt_encoded_body")
+    raw = await _read_all(body, max_body)
+    version, key = await datakeys.active(scope)
+
+    def seal(value: bytes) -> str:
+        try:
+            return seal_field(key, scope, version, value)
+        except ValueError:
+            raise FieldError("field value too large") from None
+
+    try:
+        if kind == "form_fields":
+            out = encrypt_form_fields(raw, enc.form_fields, seal)
+        else:
+            out = encrypt_json_fields(raw, enc.json_fields, seal)
+    except FieldError as exc:
+        ex.notes["encrypt_error"] = type(exc).__name__
+        raise BadRequest("encrypt_unparsable_body") from None
+    headers["Content-Length"] = str(len(out))
+    ex.notes["encrypt"] = kind
+    return out
