@@ -96,6 +96,9 @@ async def forward(ex: Exchange, gw: Gateway) -> web.StreamResponse:
         gateway_cookies=gw.cookie_names,
     )
     if _is_websocket(request):
+        if ex.rule is not None and ex.rule.encrypt is not None:
+            # SECURITY: frames are not envelope-encrypted; never relay them in plaintext.
+            raise BadRequest("websocket_on_encrypting_rule")
         return await gw.upstream.relay_websocket(request, ex.target.target, headers)
     length = request.content_length
     if length is not None and length > gw.config.max_body:

@@ -21,6 +21,7 @@ from gateway.auth.service import Auth, make_auth
 from gateway.auth.users import User, UserExists, UserNotFound, normalize_username
 from gateway.cli import EXIT_FAILED, EXIT_OK, extension, fail, load
 from gateway.clock import SystemClock
+from gateway.crypto.datakeys import shred
 from gateway.store import StoreError, open_store
 
 __all__ = ["register"]
@@ -147,7 +148,12 @@ async def users_delete(auth: Auth, args: argparse.Namespace) -> int:
     ended = await auth.sessions.end_all(user.key)
     await _clear(auth, "lock", user.key)
     await _clear(auth, "mfa", user.key)
-    await auth.audit.record("user.deleted", user=user.username, outcome="deleted")
+    shredded = await shred(
+        auth.audit.store, f"user:{user.username}"
+    )  # its ciphertext is now unreadable
+    await auth.audit.record(
+        "user.deleted", user=user.username, outcome="deleted", keys_destroyed=str(shredded)
+    )
     print(f"deleted {user.username}; {ended} session(s) ended")
     return EXIT_OK
 

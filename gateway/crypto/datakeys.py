@@ -38,6 +38,18 @@ def check_scope(scope: str) -> str:
     return scope
 
 
+async def shred(store: Store, scope: str) -> int:
+    """Delete every stored version of a scope's key, without needing the KEKs (user deletion
+    from the CLI). Other instances' caches forget the key within their cache TTL."""
+    check_scope(scope)
+    removed = 0
+    for key, _ in await store.scan(KIND, scope + "#"):
+        parsed = _parse_row_key(key)
+        if parsed is not None and parsed[0] == scope:
+            removed += await store.delete(KIND, key)
+    return removed
+
+
 def _row_key(scope: str, version: int) -> str:
     return f"{scope}#{version:010d}"
 
@@ -200,11 +212,8 @@ class DataKeys:
 
     async def destroy(self, scope: str) -> int:
         """Delete every version of the scope's key (crypto-shredding); returns rows removed."""
-        check_scope(scope)
         self.invalidate(scope)
-        removed = 0
-        for version in await self._rows(scope):
-            removed += await self._store.delete(KIND, _row_key(scope, version))
+        removed = await shred(self._store, scope)
         self.invalidate(scope)
         return removed
 
