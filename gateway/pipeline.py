@@ -28,6 +28,7 @@ from gateway.headers import client_view, downstream_headers, request_id, upstrea
 from gateway.proxy import limited_body
 from gateway.state import GATEWAY, Gateway
 from gateway.store.base import StoreUnavailable
+from gateway.transform.accounting import account
 from gateway.transform.request import DATAKEYS, transform_request
 from gateway.transform.response import response_filter
 
@@ -108,8 +109,26 @@ async def forward(ex: Exchange, gw: Gateway) -> web.StreamResponse:
         body = limited_body(request.content, gw.config.max_body, lambda: None)
         if length is not None:
             headers["Content-Length"] = str(length)
+    encrypting = ex.rule is not None and ex.rule.encrypt is not None
+    try:
+        return await _send(ex, gw, headers, body, length, encrypting)
+    finally:
+        if encrypting:
+            await account(ex, gw)
+
+
+async def _send(
+    ex: Exchange,
+    gw: Gateway,
+    headers: CIMultiDict[str],
+    body: AsyncIterator[bytes] | bytes | None,
+    length: int | None,
+    encrypting: bool,
+) -> web.StreamResponse:
+    """Steps 5b-7: the encryption transforms (when the rule asks), then the upstream."""
+    request = ex.request
     body_filter = None
-    if ex.rule is not None and ex.rule.encrypt is not None:
+    if encrypting:
         datakeys = gw.services[DATAKEYS]
         body = await transform_request(
             ex, datakeys, headers, body, length=length, max_body=gw.config.max_body

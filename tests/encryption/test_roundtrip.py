@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from prometheus_client import REGISTRY
+
 from gateway.crypto.envelope import ENVELOPE_CONTENT_TYPE, MAGIC
 from tests.auth.conftest import AuthGw
 from tests.encryption.conftest import Store
@@ -117,9 +119,23 @@ async def test_tampered_token_stays(egw: AuthGw, store_upstream: Store) -> None:
         flipped = b"A" if stored[i : i + 1] != b"A" else b"B"
         tampered = stored[:i] + flipped + stored[i + 1 :]
         store_upstream.bodies["t"] = (ctype, tampered)
+        before = (
+            REGISTRY.get_sample_value(
+                "gateway_crypto_operations_total", {"op": "decrypt", "result": "invalid"}
+            )
+            or 0.0
+        )
         async with s.get(egw.url + "/form/t") as r:
             assert r.status == 200
             assert await r.read() == tampered
+    after = REGISTRY.get_sample_value(
+        "gateway_crypto_operations_total", {"op": "decrypt", "result": "invalid"}
+    )
+    assert after == before + 1
+    events = [json.loads(e) for e in await egw.gw.services["store"].audit_tail(20)]
+    failed = [e for e in events if e["event"] == "decrypt.failed"]
+    assert len(failed) == 1 and failed[0]["user"] == "alice" and failed[0]["count"] == "1"
+    assert "secret" not in json.dumps(events)
 
 
 async def test_no_identity_never_reaches_upstream(egw: AuthGw, store_upstream: Store) -> None:
