@@ -156,6 +156,16 @@ class UpstreamClient:
             raise GatewayTimeout("upstream_timeout_body") from None
         except aiohttp.ClientError as exc:
             raise BadGateway(_kind(exc)) from None
+        if (
+            body_filter is None
+            and not no_body
+            and upstream.content.at_eof()
+            and headers.get("Content-Length") == str(len(first))
+        ):
+            # The whole body came in the first read: one write for headers and body.
+            return web.Response(
+                status=upstream.status, reason=upstream.reason, headers=headers, body=first
+            )
         # Built only now: a filter may restore headers (e.g. Content-Type) once its first
         # chunk verified.
         response = web.StreamResponse(
