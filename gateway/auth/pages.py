@@ -18,7 +18,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from gateway.auth.api import end_everywhere, revoke_session
 from gateway.auth.forms import Posted, check_token, csrf_cookie_token, read_posted
-from gateway.auth.identify import load_identity, signed_in
+from gateway.auth.identify import PasswordChangeRequired, load_identity, signed_in
 from gateway.auth.redirects import safe_next
 from gateway.auth.service import AUTH, Auth
 from gateway.auth.users import User
@@ -243,6 +243,10 @@ async def account(ex: Exchange, gw: Gateway) -> web.StreamResponse:
             status=302,
             headers={"Location": LOGIN + "?next=" + ACCOUNT, "Cache-Control": "no-store"},
         )
+    except PasswordChangeRequired:
+        if ex.wants_json:
+            raise
+        return _redirect(PASSWORD)
     live = await _auth(gw).sessions.of_user(user.key)
     rows = [
         {

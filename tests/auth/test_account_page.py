@@ -147,3 +147,12 @@ async def test_anonymous_get_redirects_to_login(agw):
         url = f"{agw.url}{ACCOUNT}/sessions/{'0' * 32}/revoke"
         async with s.post(url, data={"csrf_token": "x"}, allow_redirects=False) as r:
             assert r.status == 401
+
+
+async def test_a_user_who_must_change_the_password_is_sent_there(agw):
+    await agw.add_user(must_change_password=True)
+    async with agw.client() as s:
+        await agw.login(s)
+        async with s.get(agw.url + ACCOUNT, allow_redirects=False) as r:
+            assert r.status == 303
+            assert r.headers["Location"] == "/.gateway/password"
