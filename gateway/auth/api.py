@@ -14,12 +14,13 @@ from gateway.auth.forms import check_origin, check_token, read_posted
 from gateway.auth.identify import signed_in
 from gateway.auth.service import AUTH, Auth
 from gateway.auth.sessions import SessionRecord
+from gateway.auth.users import User
 from gateway.endpoints import route
 from gateway.errors import NotFound, json_response
 from gateway.exchange import Exchange
 from gateway.state import Gateway
 
-__all__ = ["describe"]
+__all__ = ["describe", "revoke_session", "end_everywhere"]
 
 _PUBLIC_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -67,16 +68,32 @@ async def revoke(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     check_origin(ex)
     record, user = await signed_in(ex, gw)
     auth = _auth(gw)
-    pid = ex.notes["params"]["id"]
+    target = await revoke_session(ex, auth, user, ex.notes["params"]["id"])
+    response = web.Response(status=204)
+    if target.hash == record.hash:
+        auth.sessions.clear_cookie(response)
+    return response
+
+
+async def revoke_session(ex: Exchange, auth: Auth, user: User, pid: str) -> SessionRecord:
+    """End the session of `user` named by public id `pid` (404 if it is not one of theirs) and
+    audit it. Shared by the JSON API and the account page; the caller clears the cookie if the
+    ended session is the current one."""
     target = await auth.sessions.find(user.key, pid) if _PUBLIC_ID.match(pid) else None
     if target is None:
         raise NotFound("no_such_session")
     await auth.sessions.end(target)
     await auth.audit.record("session.revoked", user=user.username, outcome="revoked", ex=ex)
-    response = web.Response(status=204)
-    if target.hash == record.hash:
-        auth.sessions.clear_cookie(response)
-    return response
+    return target
+
+
+async def end_everywhere(ex: Exchange, auth: Auth, user: User) -> int:
+    """End every session of `user` and audit it; returns how many. The caller clears the cookie."""
+    ended = await auth.sessions.end_all(user.key)
+    await auth.audit.record(
+        "session.revoked", user=user.username, outcome="logout_all", ex=ex, count=str(ended)
+    )
+    return ended
 
 
 @route("POST", "/.gateway/api/logout-all")
@@ -85,10 +102,7 @@ async def logout_all(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     posted = await read_posted(ex, allow_empty=True)
     check_token(ex, posted, record.csrf)
     auth = _auth(gw)
-    ended = await auth.sessions.end_all(user.key)
-    await auth.audit.record(
-        "session.revoked", user=user.username, outcome="logout_all", ex=ex, count=str(ended)
-    )
+    ended = await end_everywhere(ex, auth, user)
     response = json_response({"status": "logged_out", "sessions_ended": ended})
     auth.sessions.clear_cookie(response)
     return response

@@ -1,4 +1,5 @@
-"""Login, logout and password change: the HTML pages and their JSON API (DESIGN.md section 5).
+"""Login, logout, password change and the account page: the HTML pages and their JSON API
+(DESIGN.md section 5).
 
 HTML is rendered by jinja2 with autoescape and served with a CSP that allows no script; forms
 carry CSRF tokens. Unknown user, wrong password and disabled account get one answer after the
@@ -9,13 +10,15 @@ echoes a password or a cookie.
 from __future__ import annotations
 
 import secrets
+import time
 from pathlib import Path
 
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from gateway.auth.api import end_everywhere, revoke_session
 from gateway.auth.forms import Posted, check_token, csrf_cookie_token, read_posted
-from gateway.auth.identify import load_identity, signed_in
+from gateway.auth.identify import PasswordChangeRequired, load_identity, signed_in
 from gateway.auth.redirects import safe_next
 from gateway.auth.service import AUTH, Auth
 from gateway.auth.users import User
@@ -28,6 +31,7 @@ __all__ = ["render"]
 
 LOGIN = "/.gateway/login"
 PASSWORD = "/.gateway/password"  # noqa: S105 - a path
+ACCOUNT = "/.gateway/account"
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
@@ -222,3 +226,70 @@ def _password_page(
         csrf_token=csrf,
         min_length=auth.users.min_length,
     )
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
+
+
+@route("GET", ACCOUNT)
+async def account(ex: Exchange, gw: Gateway) -> web.StreamResponse:
+    try:
+        record, user = await signed_in(ex, gw)
+    except Unauthorized:
+        if ex.wants_json:
+            raise
+        return web.Response(
+            status=302,
+            headers={"Location": LOGIN + "?next=" + ACCOUNT, "Cache-Control": "no-store"},
+        )
+    except PasswordChangeRequired:
+        if ex.wants_json:
+            raise
+        return _redirect(PASSWORD)
+    live = await _auth(gw).sessions.of_user(user.key)
+    rows = [
+        {
+            "id": r.public_id,
+            "created": _when(r.created),
+            "last_seen": _when(r.last_seen),
+            "ip": r.ip,
+            "user_agent": r.user_agent,
+            "current": r.hash == record.hash,
+        }
+        for r in live
+    ]
+    return render(
+        "account.html",
+        title="Your account",
+        wide=True,
+        user=user,
+        sessions=rows,
+        csrf_token=record.csrf,
+        password_path=PASSWORD,
+    )
+
+
+@route("POST", ACCOUNT + "/sessions/{id}/revoke")
+async def account_revoke(ex: Exchange, gw: Gateway) -> web.StreamResponse:
+    record, user = await signed_in(ex, gw)
+    posted = await read_posted(ex)
+    check_token(ex, posted, record.csrf)
+    auth = _auth(gw)
+    target = await revoke_session(ex, auth, user, ex.notes["params"]["id"])
+    response = _redirect(ACCOUNT)
+    if target.hash == record.hash:
+        auth.sessions.clear_cookie(response)
+    return response
+
+
+@route("POST", ACCOUNT + "/logout-all")
+async def account_logout_all(ex: Exchange, gw: Gateway) -> web.StreamResponse:
+    record, user = await signed_in(ex, gw)
+    posted = await read_posted(ex, allow_empty=True)
+    check_token(ex, posted, record.csrf)
+    auth = _auth(gw)
+    await end_everywhere(ex, auth, user)
+    response = _redirect(LOGIN)
+    auth.sessions.clear_cookie(response)
+    return response
