@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 
 from argon2 import PasswordHasher, Type
@@ -96,8 +98,16 @@ class User:
         return data
 
 
+# Argon2 is CPU- and memory-bound by design. Its own small pool, one thread short of the
+# machine's cores, keeps a core for the event loop so proxied requests do not queue behind a
+# burst of logins (and bounds the memory Argon2 can take at once).
+_ARGON2_POOL = ThreadPoolExecutor(
+    max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="argon2"
+)
+
+
 class Hasher:
-    """Argon2id with the configured parameters; every call runs in the default executor."""
+    """Argon2id with the configured parameters; every call runs in the Argon2 thread pool."""
 
     def __init__(self, params: Argon2Params) -> None:
         self._ph = PasswordHasher(
@@ -109,7 +119,7 @@ class Hasher:
         self._dummy: str | None = None
 
     async def _run(self, fn: Callable[..., object], *args: object) -> object:
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(_ARGON2_POOL, fn, *args)
 
     async def hash(self, password: str) -> str:
         return str(await self._run(self._ph.hash, password))
