@@ -24,12 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +34,7 @@ from pathlib import Path
 
 import aiohttp
 from argon2 import PasswordHasher, Type
-from proxy import Processes, free_port, start_upstream, tail, wait_http
+from proxy import Processes, free_port, harness, start_upstream, tail, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = "bench"
@@ -244,23 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     args = parser.parse_args(argv)
 
-    def on_term(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    tmp = Path(tempfile.mkdtemp(prefix="portcullis-bench-login-"))
-    ps = Processes()
-    try:
-        return run(ps, tmp, args)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    finally:
-        ps.stop_all()
-        if args.keep:
-            print(f"temp dir kept: {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    return harness(run, args, "portcullis-bench-login-")
 
 
 def run(ps: Processes, tmp: Path, args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -411,15 +412,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrk not found at {WRK}", file=sys.stderr)
         return 1
 
+    return harness(run, args, "portcullis-bench-", mode=0o755)  # nginx may run as nobody
+
+
+def harness(
+    body: Callable[[Processes, Path, argparse.Namespace], int],
+    args: argparse.Namespace,
+    prefix: str,
+    mode: int = 0o700,
+) -> int:
+    """Run a benchmark in a temp dir; stop every process it started, whatever happens."""
+
     def on_term(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    tmp = Path(tempfile.mkdtemp(prefix="portcullis-bench-"))
-    tmp.chmod(0o755)  # nginx workers may run as another user
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    tmp.chmod(mode)
     ps = Processes()
     try:
-        return run(ps, tmp, args)
+        return body(ps, tmp, args)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
