@@ -16,6 +16,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from gateway.auth.forms import Posted, check_token, csrf_cookie_token, read_posted
 from gateway.auth.identify import load_identity, signed_in
+from gateway.auth.lockout import account_key
 from gateway.auth.redirects import safe_next
 from gateway.auth.service import AUTH, Auth
 from gateway.auth.users import User
@@ -102,6 +103,10 @@ async def login(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     username, password = posted.data.get("username"), posted.data.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise BadRequest("missing_credentials")
+    # SECURITY: the attempt is counted (and refused when over a limit) before any lookup or
+    # hash, so concurrent guesses cannot outrun the counter; known and unknown names alike.
+    account = account_key(username)
+    await auth.lockout.reserve(account, ex.view.ip, ex=ex)
     user = await auth.users.verify_login(username, password)
     if user is None:
         await auth.audit.record(
@@ -117,6 +122,7 @@ async def login(ex: Exchange, gw: Gateway) -> web.StreamResponse:
                 nxt=safe_next(posted.text("next")),
             )
         raise InvalidCredentials("invalid_credentials")
+    await auth.lockout.succeeded(account, ex.view.ip)
     return await _signed_in(ex, auth, user, posted)
 
 
