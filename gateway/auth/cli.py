@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import ipaddress
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -107,6 +108,7 @@ async def users_show(auth: Auth, args: argparse.Namespace) -> int:
     data = user.public()
     data["sessions"] = len(await auth.sessions.of_user(user.key))
     data["mfa_enabled"] = await auth.users.store.get("mfa", user.key) is not None
+    data["lockout"] = (await auth.lockout.state(user.key)).public()
     print(json.dumps(data, indent=2))
     return EXIT_OK
 
@@ -176,10 +178,27 @@ async def _clear(auth: Auth, kind: str, key: str) -> int:
 
 
 async def users_unlock(auth: Auth, args: argparse.Namespace) -> int:
+    """`users unlock NAME` clears an account's lock and failure count (the name need not be a
+    user: unknown names are counted and locked too); `users unlock --ip ADDR` resets the
+    per-IP counter."""
+    if args.ip:
+        try:
+            ip = str(ipaddress.ip_address(args.ip))
+        except ValueError:
+            return fail(f"not an IP address: {args.ip}")
+        had = await auth.lockout.unlock_ip(ip)
+        await auth.audit.record("ip.unlocked", user=None, outcome=f"reset_{had}", ip_address=ip)
+        print(f"{ip}: counter reset ({had} attempt(s) in the window)")
+        return EXIT_OK
+    if not args.name:
+        return fail("give a NAME or --ip ADDR")
     key = normalize_username(args.name)
-    cleared = await _clear(auth, "lock", key)
-    await auth.audit.record("user.unlocked", user=args.name, outcome=f"cleared_{cleared}")
-    print(f"{args.name}: {cleared} lock record(s) cleared")
+    was_locked = await auth.lockout.unlock(key)
+    await _clear(auth, "lock", key)  # any older lock records under the same key
+    await auth.audit.record(
+        "user.unlocked", user=args.name, outcome="unlocked" if was_locked else "not_locked"
+    )
+    print(f"{args.name}: {'unlocked' if was_locked else 'was not locked'}; failure count reset")
     return EXIT_OK
 
 
@@ -243,7 +262,9 @@ def register(verbs: argparse._SubParsersAction, common: argparse.ArgumentParser)
     verb("set-roles", users_set_roles, "replace a user's roles").add_argument(
         "roles", nargs="*", metavar="ROLE"
     )
-    verb("unlock", users_unlock, "clear a user's lockout")
+    unlock = verb("unlock", users_unlock, "clear a user's lockout, or an IP's", named=False)
+    unlock.add_argument("name", metavar="NAME", nargs="?", default=None)
+    unlock.add_argument("--ip", default=None, metavar="ADDR", help="reset this client IP instead")
     verb("reset-mfa", users_reset_mfa, "remove a user's MFA enrollment")
 
     sessions = verbs.add_parser("sessions", parents=[common], help="list and revoke sessions")
