@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import sys
+import time
 
 from prometheus_client import REGISTRY
 
@@ -144,11 +145,13 @@ def _cli(agw, monkeypatch, capsys, *argv: str) -> tuple[int, str]:
 
 async def test_unlock_account_and_ip_via_cli(make_gateway, monkeypatch, capsys):
     agw = await make_gateway(lockout={**LOCKOUT, "ip_max_failures": 7})
+    # The CLI runs on the system clock: put the gateway's clock at the same time.
+    agw.clock.set(time.time())
     await agw.add_user()
     async with agw.client() as s:
         for _ in range(6):
             await attempt(agw, s, "alice")
-    # The CLI opens its own store on the system clock: run it off the loop (it uses asyncio.run).
+    # Off the loop: the CLI calls asyncio.run.
     code, out = await asyncio.to_thread(_cli, agw, monkeypatch, capsys, "users", "show", "alice")
     assert code == 0 and json.loads(out)["lockout"]["locked"] is True
     code, out = await asyncio.to_thread(_cli, agw, monkeypatch, capsys, "users", "unlock", "Alice")
