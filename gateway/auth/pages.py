@@ -21,7 +21,13 @@ from gateway.auth.redirects import safe_next
 from gateway.auth.service import AUTH, Auth
 from gateway.auth.users import User
 from gateway.endpoints import route
-from gateway.errors import BadRequest, InvalidCredentials, Unauthorized, json_response
+from gateway.errors import (
+    BadRequest,
+    InvalidCredentials,
+    TooManyRequests,
+    Unauthorized,
+    json_response,
+)
 from gateway.exchange import Exchange
 from gateway.state import Gateway
 
@@ -106,7 +112,21 @@ async def login(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     # SECURITY: the attempt is counted (and refused when over a limit) before any lookup or
     # hash, so concurrent guesses cannot outrun the counter; known and unknown names alike.
     account = account_key(username)
-    await auth.lockout.reserve(account, ex.view.ip, ex=ex)
+    try:
+        await auth.lockout.reserve(account, ex.view.ip, ex=ex)
+    except TooManyRequests as exc:
+        if not posted.is_form:
+            raise
+        page = _login_page(
+            ex,
+            auth,
+            status=429,
+            error="Too many sign-in attempts. Try again later.",
+            username=username[:64],
+            nxt=safe_next(posted.text("next")),
+        )
+        page.headers.update(exc.headers)
+        return page
     user = await auth.users.verify_login(username, password)
     if user is None:
         await auth.audit.record(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import sys
 import time
 
@@ -168,3 +169,21 @@ async def test_unlock_account_and_ip_via_cli(make_gateway, monkeypatch, capsys):
         assert (await attempt(agw, s, "bob"))[0] == 401
     assert len(await events(agw, "user.unlocked")) == 1
     assert len(await events(agw, "ip.unlocked")) == 1
+
+
+async def test_html_form_gets_a_429_page_with_retry_after(make_gateway):
+    agw = await make_gateway(lockout=LOCKOUT)
+    await agw.add_user()
+    async with agw.client() as s:
+        async with s.get(agw.url + "/.gateway/login") as r:
+            html = await r.text()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+        form = {"csrf_token": token, "username": "alice", "password": WRONG}
+        statuses = []
+        for _ in range(6):
+            async with s.post(agw.url + "/.gateway/login", data=form) as r:
+                statuses.append(r.status)
+                retry, page = r.headers.get("Retry-After"), await r.text()
+    assert statuses == [401] * 5 + [429]
+    assert retry == "1800" and "Too many sign-in attempts" in page
+    assert r.headers["Content-Type"].startswith("text/html")
