@@ -87,17 +87,26 @@ class Regulator:
             raise TooManyRequests("account_locked", retry_after=left)
         ip_count, ip_ttl = await self.store.incr(IPFAIL, await self._ip_counter(ip), s.window)
         if ip_count > s.ip_max_failures:
+            if ip_count == s.ip_max_failures + 1:
+                LOCKOUTS.labels("ip").inc()
             raise TooManyRequests("ip_limited", retry_after=ip_ttl)
         gen = await self._gen(GEN, account)
         count, _ = await self.store.incr(FAIL, f"{account}:{gen}", s.window)
         if count > s.max_failures:
-            left = await self._lock(account, gen, ip, ex)
+            left = await self._lock(account, ex)
+            raise TooManyRequests("account_locked", retry_after=left)
+        # A lock set (and the generation bumped) since the first check: this request may have
+        # counted on the new generation, so look again before letting it reach a hash.
+        left = await self._lock_left(account)
+        if left > 0:
             raise TooManyRequests("account_locked", retry_after=left)
 
     async def succeeded(self, account: str, ip: str) -> None:
         """A correct answer: start the account's count afresh and give the IP its slot back."""
         await self._bump(GEN, account)
-        await self.store.incr(IPFAIL, await self._ip_counter(ip), self.settings.window, -1)
+        key = await self._ip_counter(ip)
+        if (await self.store.count(IPFAIL, key))[0] > 0:
+            await self.store.incr(IPFAIL, key, self.settings.window, -1)
 
     # -- admin -------------------------------------------------------------------------------
     async def state(self, account: str) -> LockState:
@@ -138,7 +147,7 @@ class Regulator:
                 return
         # Lost every race: others bumped it meanwhile, which resets the count just the same.
 
-    async def _lock(self, account: str, gen: int, ip: str, ex: Exchange | None) -> float:
+    async def _lock(self, account: str, ex: Exchange | None) -> float:
         """Set the lock unless one is active; exactly one caller wins and reports it."""
         duration = self.settings.duration
         now = self.clock.now()
