@@ -13,7 +13,7 @@ import time
 from prometheus_client import REGISTRY
 
 from gateway.cli import main
-from tests.auth.conftest import PASSWORD
+from tests.auth.conftest import PASSWORD, AuthGw, auth_config, start
 
 LOCKOUT = {"max_failures": 5, "window": "15m", "duration": "30m", "ip_max_failures": 100}
 WRONG = "not the password at all"
@@ -187,3 +187,34 @@ async def test_html_form_gets_a_429_page_with_retry_after(make_gateway):
     assert statuses == [401] * 5 + [429]
     assert retry == "1800" and "Too many sign-in attempts" in page
     assert r.headers["Content-Type"].startswith("text/html")
+
+
+async def _race_two_instances(upstream, tmp_path, store_url: str) -> None:
+    gws, runners = [], []
+    try:
+        for i in range(2):
+            folder = tmp_path / f"gw{i}"
+            folder.mkdir()
+            config = auth_config(upstream.url, folder, store={"url": store_url}, lockout=LOCKOUT)
+            runner, gw, clock = await start(config)
+            runners.append(runner)
+            gws.append(AuthGw(f"http://127.0.0.1:{config.listen_port}", config, gw, clock, runner))
+        await gws[0].add_user()
+        async with gws[0].client() as s:
+            answers = await asyncio.gather(*(attempt(gws[i % 2], s, "alice") for i in range(100)))
+        verified = sum(g.auth.users.verifications for g in gws)
+        statuses = [a[0] for a in answers]
+        assert verified <= 5 and statuses.count(401) == verified
+        assert statuses.count(429) == 100 - verified
+        assert len(await events(gws[0], "login.locked")) == 1
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+async def test_race_across_two_instances_on_sqlite(upstream, tmp_path):
+    await _race_two_instances(upstream, tmp_path, f"sqlite:///{tmp_path}/shared.db")
+
+
+async def test_race_across_two_instances_on_redis(upstream, tmp_path, redis_url):
+    await _race_two_instances(upstream, tmp_path, redis_url)
