@@ -202,6 +202,15 @@ async def password(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     current, new = posted.data.get("current_password"), posted.data.get("new_password")
     if not isinstance(current, str) or not isinstance(new, str):
         raise BadRequest("missing_passwords")
+    # The current password is a guess like any login: same counters, before the hash.
+    try:
+        await auth.lockout.reserve(user.key, ex.view.ip, ex=ex)
+    except TooManyRequests as exc:
+        if not posted.is_form:
+            raise
+        page = _password_page(auth, record.csrf, user, 429, "Too many attempts. Try again later.")
+        page.headers.update(exc.headers)
+        return page
     if not await auth.users.hasher.verify(user.password_hash, current):
         await auth.audit.record(
             "password.changed", user=user.username, outcome="invalid_credentials", ex=ex
@@ -209,6 +218,7 @@ async def password(ex: Exchange, gw: Gateway) -> web.StreamResponse:
         if posted.is_form:
             return _password_page(auth, record.csrf, user, 401, "The current password is wrong.")
         raise InvalidCredentials("wrong_current_password")
+    await auth.lockout.succeeded(user.key, ex.view.ip)
     problem = await auth.users.check_password(user.username, new)
     if problem is None and secrets.compare_digest(current.encode(), new.encode()):
         problem = "unchanged"

@@ -218,3 +218,19 @@ async def test_race_across_two_instances_on_sqlite(upstream, tmp_path):
 
 async def test_race_across_two_instances_on_redis(upstream, tmp_path, redis_url):
     await _race_two_instances(upstream, tmp_path, redis_url)
+
+
+async def test_current_password_guesses_on_password_change_count_too(make_gateway):
+    agw = await make_gateway(lockout=LOCKOUT)
+    await agw.add_user()
+    async with agw.client() as s:
+        await agw.login(s)
+        statuses = []
+        for _ in range(6):
+            async with s.post(
+                agw.url + "/.gateway/password",
+                json={"current_password": WRONG, "new_password": "x" * 20},
+            ) as r:
+                statuses.append(r.status)
+    assert statuses == [401] * 5 + [429]
+    assert (await agw.auth.lockout.state("alice")).locked_until is not None
