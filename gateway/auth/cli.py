@@ -3,8 +3,10 @@
 Each verb opens the configured store, does one thing, writes an audit event and exits 0, or 1
 with a message naming what failed. Passwords come from `--password-stdin` or a getpass prompt,
 never from argv, and are never printed. Disabling or deleting a user and setting its password
-end all of its sessions. `unlock` clears the store kind "lock" and `reset-mfa` the kind "mfa"
-for the user (keys equal to the user key or starting with "<user key>:").
+end all of its sessions. `unlock NAME` lifts the account's lockout and resets its failure count
+(gateway/auth/lockout.py), `unlock --ip ADDR` resets a client IP's counter, and `reset-mfa`
+clears the store kind "mfa" for the user (keys equal to the user key or starting with
+"<user key>:").
 """
 
 from __future__ import annotations
