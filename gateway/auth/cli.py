@@ -3,8 +3,10 @@
 Each verb opens the configured store, does one thing, writes an audit event and exits 0, or 1
 with a message naming what failed. Passwords come from `--password-stdin` or a getpass prompt,
 never from argv, and are never printed. Disabling or deleting a user and setting its password
-end all of its sessions. `unlock` clears the store kind "lock" and `reset-mfa` the kind "mfa"
-for the user (keys equal to the user key or starting with "<user key>:").
+end all of its sessions. `unlock NAME` lifts the account's lockout and resets its failure count
+(gateway/auth/lockout.py), `unlock --ip ADDR` resets a client IP's counter, and `reset-mfa`
+clears the store kind "mfa" for the user (keys equal to the user key or starting with
+"<user key>:").
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import ipaddress
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -107,6 +110,7 @@ async def users_show(auth: Auth, args: argparse.Namespace) -> int:
     data = user.public()
     data["sessions"] = len(await auth.sessions.of_user(user.key))
     data["mfa_enabled"] = await auth.users.store.get("mfa", user.key) is not None
+    data["lockout"] = (await auth.lockout.state(user.key)).public()
     print(json.dumps(data, indent=2))
     return EXIT_OK
 
@@ -176,10 +180,27 @@ async def _clear(auth: Auth, kind: str, key: str) -> int:
 
 
 async def users_unlock(auth: Auth, args: argparse.Namespace) -> int:
+    """`users unlock NAME` clears an account's lock and failure count (the name need not be a
+    user: unknown names are counted and locked too); `users unlock --ip ADDR` resets the
+    per-IP counter."""
+    if args.ip:
+        try:
+            ip = str(ipaddress.ip_address(args.ip))
+        except ValueError:
+            return fail(f"not an IP address: {args.ip}")
+        had = await auth.lockout.unlock_ip(ip)
+        await auth.audit.record("ip.unlocked", user=None, outcome=f"reset_{had}", ip_address=ip)
+        print(f"{ip}: counter reset ({had} attempt(s) in the window)")
+        return EXIT_OK
+    if not args.name:
+        return fail("give a NAME or --ip ADDR")
     key = normalize_username(args.name)
-    cleared = await _clear(auth, "lock", key)
-    await auth.audit.record("user.unlocked", user=args.name, outcome=f"cleared_{cleared}")
-    print(f"{args.name}: {cleared} lock record(s) cleared")
+    was_locked = await auth.lockout.unlock(key)
+    await _clear(auth, "lock", key)  # any older lock records under the same key
+    await auth.audit.record(
+        "user.unlocked", user=args.name, outcome="unlocked" if was_locked else "not_locked"
+    )
+    print(f"{args.name}: {'unlocked' if was_locked else 'was not locked'}; failure count reset")
     return EXIT_OK
 
 
@@ -243,7 +264,9 @@ def register(verbs: argparse._SubParsersAction, common: argparse.ArgumentParser)
     verb("set-roles", users_set_roles, "replace a user's roles").add_argument(
         "roles", nargs="*", metavar="ROLE"
     )
-    verb("unlock", users_unlock, "clear a user's lockout")
+    unlock = verb("unlock", users_unlock, "clear a user's lockout, or an IP's", named=False)
+    unlock.add_argument("name", metavar="NAME", nargs="?", default=None)
+    unlock.add_argument("--ip", default=None, metavar="ADDR", help="reset this client IP instead")
     verb("reset-mfa", users_reset_mfa, "remove a user's MFA enrollment")
 
     sessions = verbs.add_parser("sessions", parents=[common], help="list and revoke sessions")

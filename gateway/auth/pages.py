@@ -19,11 +19,18 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from gateway.auth.api import end_everywhere, revoke_session
 from gateway.auth.forms import Posted, check_token, csrf_cookie_token, read_posted
 from gateway.auth.identify import PasswordChangeRequired, load_identity, signed_in
+from gateway.auth.lockout import account_key
 from gateway.auth.redirects import safe_next
 from gateway.auth.service import AUTH, Auth
 from gateway.auth.users import User
 from gateway.endpoints import route
-from gateway.errors import BadRequest, InvalidCredentials, Unauthorized, json_response
+from gateway.errors import (
+    BadRequest,
+    InvalidCredentials,
+    TooManyRequests,
+    Unauthorized,
+    json_response,
+)
 from gateway.exchange import Exchange
 from gateway.state import Gateway
 
@@ -106,6 +113,24 @@ async def login(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     username, password = posted.data.get("username"), posted.data.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise BadRequest("missing_credentials")
+    # SECURITY: the attempt is counted (and refused when over a limit) before any lookup or
+    # hash, so concurrent guesses cannot outrun the counter; known and unknown names alike.
+    account = account_key(username)
+    try:
+        await auth.lockout.reserve(account, ex.view.ip, ex=ex)
+    except TooManyRequests as exc:
+        if not posted.is_form:
+            raise
+        page = _login_page(
+            ex,
+            auth,
+            status=429,
+            error="Too many sign-in attempts. Try again later.",
+            username=username[:64],
+            nxt=safe_next(posted.text("next")),
+        )
+        page.headers.update(exc.headers)
+        return page
     user = await auth.users.verify_login(username, password)
     if user is None:
         await auth.audit.record(
@@ -121,6 +146,7 @@ async def login(ex: Exchange, gw: Gateway) -> web.StreamResponse:
                 nxt=safe_next(posted.text("next")),
             )
         raise InvalidCredentials("invalid_credentials")
+    await auth.lockout.succeeded(account, ex.view.ip)
     return await _signed_in(ex, auth, user, posted)
 
 
@@ -180,6 +206,15 @@ async def password(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     current, new = posted.data.get("current_password"), posted.data.get("new_password")
     if not isinstance(current, str) or not isinstance(new, str):
         raise BadRequest("missing_passwords")
+    # The current password is a guess like any login: same counters, before the hash.
+    try:
+        await auth.lockout.reserve(user.key, ex.view.ip, ex=ex)
+    except TooManyRequests as exc:
+        if not posted.is_form:
+            raise
+        page = _password_page(auth, record.csrf, user, 429, "Too many attempts. Try again later.")
+        page.headers.update(exc.headers)
+        return page
     if not await auth.users.hasher.verify(user.password_hash, current):
         await auth.audit.record(
             "password.changed", user=user.username, outcome="invalid_credentials", ex=ex
@@ -187,6 +222,7 @@ async def password(ex: Exchange, gw: Gateway) -> web.StreamResponse:
         if posted.is_form:
             return _password_page(auth, record.csrf, user, 401, "The current password is wrong.")
         raise InvalidCredentials("wrong_current_password")
+    await auth.lockout.succeeded(user.key, ex.view.ip)
     problem = await auth.users.check_password(user.username, new)
     if problem is None and secrets.compare_digest(current.encode(), new.encode()):
         problem = "unchanged"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.auth.audit import Audit
+from gateway.auth.lockout import Regulator
 from gateway.auth.sessions import CookieSettings, Sessions
 from gateway.auth.users import Hasher, Users
 from gateway.clock import Clock
@@ -26,6 +27,7 @@ class Auth:
     users: Users
     sessions: Sessions
     audit: Audit
+    lockout: Regulator
 
 
 def make_auth(config: Config, store: Store, clock: Clock) -> Auth:
@@ -39,7 +41,8 @@ def make_auth(config: Config, store: Store, clock: Clock) -> Auth:
         idle=config.session.idle_timeout,
         absolute=config.session.absolute_timeout,
     )
-    return Auth(users, sessions, Audit(store, clock))
+    audit = Audit(store, clock)
+    return Auth(users, sessions, audit, Regulator(store, clock, config.lockout, audit=audit))
 
 
 async def install(services: dict[str, object], config: Config, store: Store, clock: Clock) -> Auth:

@@ -166,6 +166,8 @@ class Users:
         self.min_length = min_length
         # Plugins (e.g. a breached-password list) append to this list; shared with gw.services.
         self.checks: list[PasswordCheck] = list(checks)
+        # Argon2 verifications run by verify_login (lockout tests and benchmarks read it).
+        self.verifications = 0
 
     async def get(self, name: str) -> User | None:
         key = normalize_username(name)
@@ -258,6 +260,7 @@ class Users:
         if not isinstance(username, str) or not isinstance(password, str):
             return None
         user = await self.get(username) if valid_username(username) else None
+        self.verifications += 1
         if user is None or user.disabled:
             await self.hasher.burn(password)
             return None

@@ -1,0 +1,167 @@
+"""Brute-force regulation: per-account and per-IP attempt counters and the account lock
+(DESIGN.md section 11, docs/lockout.md).
+
+Every login attempt first *reserves* a slot with `Regulator.reserve(account, ip)`, before any
+user lookup or password hash: the account's and the client IP's window counters are incremented
+atomically in the store (shared by every gateway instance), so N concurrent wrong guesses cost
+at most `max_failures` Argon2 verifications. The account is the normalized submitted username,
+whether or not such a user exists, so the answers do not reveal which accounts exist.
+
+Store layout (counters cannot be deleted, only expire, so resets go through a generation):
+    value   "lock"/ACCOUNT       -> b"<until epoch seconds>", ttl = lockout.duration
+    value   "lockgen"/ACCOUNT    -> b"<n>"   the account counter's generation
+    counter "lockfail"/ACCOUNT:N -> attempts of generation N over lockout.window
+    value   "ipgen"/IP           -> b"<n>"   the IP counter's generation
+    counter "lockip"/IP:N        -> attempts (minus successes) from IP over lockout.window
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.auth.audit import Audit
+from gateway.auth.users import normalize_username
+from gateway.clock import Clock
+from gateway.config import Lockout
+from gateway.errors import TooManyRequests
+from gateway.exchange import Exchange
+from gateway.metrics import LOCKOUTS
+from gateway.store.base import Store
+
+__all__ = ["LockState", "Regulator", "account_key"]
+
+LOCK, GEN, FAIL = "lock", "lockgen", "lockfail"
+IPGEN, IPFAIL = "ipgen", "lockip"
+_MAX_KEY = 256
+
+
+def account_key(username: str) -> str:
+    """The counter key of a submitted username: the users.py store key, bounded in length."""
+    return normalize_username(username)[:_MAX_KEY]
+
+
+def _int(raw: bytes | None) -> int:
+    try:
+        return int(raw) if raw is not None else 0
+    except ValueError:
+        return 0
+
+
+def _float(raw: bytes | None) -> float:
+    try:
+        return float(raw) if raw is not None else 0.0
+    except ValueError:
+        return 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LockState:
+    locked_until: float | None
+    attempts: int
+    window_left: float
+
+    def public(self) -> dict[str, object]:
+        return {
+            "locked": self.locked_until is not None,
+            "locked_until": self.locked_until,
+            "failed_attempts": self.attempts,
+        }
+
+
+class Regulator:
+    def __init__(
+        self, store: Store, clock: Clock, settings: Lockout, *, audit: Audit | None = None
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.audit = audit
+
+    # -- the login path ----------------------------------------------------------------------
+    async def reserve(self, account: str, ip: str, *, ex: Exchange | None = None) -> None:
+        """Count one attempt for `account` (normalized) and `ip`; raise TooManyRequests when the
+        account is locked or either counter is over its limit. Call before any user lookup."""
+        s = self.settings
+        left = await self._lock_left(account)
+        if left > 0:
+            raise TooManyRequests("account_locked", retry_after=left)
+        ip_count, ip_ttl = await self.store.incr(IPFAIL, await self._ip_counter(ip), s.window)
+        if ip_count > s.ip_max_failures:
+            if ip_count == s.ip_max_failures + 1:
+                LOCKOUTS.labels("ip").inc()
+            raise TooManyRequests("ip_limited", retry_after=ip_ttl)
+        gen = await self._gen(GEN, account)
+        count, _ = await self.store.incr(FAIL, f"{account}:{gen}", s.window)
+        if count > s.max_failures:
+            left = await self._lock(account, ex)
+            raise TooManyRequests("account_locked", retry_after=left)
+        # A lock set (and the generation bumped) since the first check: this request may have
+        # counted on the new generation, so look again before letting it reach a hash.
+        left = await self._lock_left(account)
+        if left > 0:
+            raise TooManyRequests("account_locked", retry_after=left)
+
+    async def succeeded(self, account: str, ip: str) -> None:
+        """A correct answer: start the account's count afresh and give the IP its slot back."""
+        await self._bump(GEN, account)
+        key = await self._ip_counter(ip)
+        if (await self.store.count(IPFAIL, key))[0] > 0:
+            await self.store.incr(IPFAIL, key, self.settings.window, -1)
+
+    # -- admin -------------------------------------------------------------------------------
+    async def state(self, account: str) -> LockState:
+        left = await self._lock_left(account)
+        gen = await self._gen(GEN, account)
+        count, ttl = await self.store.count(FAIL, f"{account}:{gen}")
+        until = self.clock.now() + left if left > 0 else None
+        return LockState(until, count, ttl)
+
+    async def unlock(self, account: str) -> bool:
+        """Clear the lock and the failure count. True if a lock was active."""
+        was_locked = await self._lock_left(account) > 0
+        await self.store.delete(LOCK, account)
+        await self._bump(GEN, account)
+        return was_locked
+
+    async def unlock_ip(self, ip: str) -> int:
+        """Reset an IP's counter; returns the count it had."""
+        count, _ = await self.store.count(IPFAIL, await self._ip_counter(ip))
+        await self._bump(IPGEN, ip)
+        return count
+
+    # -- internals ---------------------------------------------------------------------------
+    async def _lock_left(self, account: str) -> float:
+        until = _float(await self.store.get(LOCK, account))
+        return max(0.0, until - self.clock.now())
+
+    async def _ip_counter(self, ip: str) -> str:
+        return f"{ip}:{await self._gen(IPGEN, ip)}"
+
+    async def _gen(self, kind: str, key: str) -> int:
+        return _int(await self.store.get(kind, key))
+
+    async def _bump(self, kind: str, key: str) -> None:
+        for _ in range(8):
+            raw = await self.store.get(kind, key)
+            if await self.store.compare_and_set(kind, key, raw, str(_int(raw) + 1).encode()):
+                return
+        # Lost every race: others bumped it meanwhile, which resets the count just the same.
+
+    async def _lock(self, account: str, ex: Exchange | None) -> float:
+        """Set the lock unless one is active; exactly one caller wins and reports it."""
+        duration = self.settings.duration
+        now = self.clock.now()
+        raw = await self.store.get(LOCK, account)
+        if _float(raw) > now:
+            return _float(raw) - now
+        until = now + duration
+        if await self.store.compare_and_set(LOCK, account, raw, repr(until).encode(), duration):
+            LOCKOUTS.labels("account").inc()
+            # A fresh count once the lock ends (the window may outlast the lock).
+            await self._bump(GEN, account)
+            if self.audit is not None:
+                await self.audit.record(
+                    "login.locked", user=account[:64], outcome="locked", ex=ex, scope="account"
+                )
+            return duration
+        return max(1.0, await self._lock_left(account))
