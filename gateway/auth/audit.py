@@ -3,12 +3,21 @@
 One JSON object per event: time, event, user, ip, user agent, request id, outcome, and a few
 named extra fields. Never a password, a session id, a cookie or a hash: callers pass only the
 fields below, and `extra` values are short machine-readable reasons.
+
+With `audit.log` set to a file path, each event's JSON line is also appended to that file
+(created 0600). The write runs in a worker thread, one `os.write` on an O_APPEND descriptor
+opened per event, so lines from several workers never interleave and rotation needs no
+signal. "stdout" (the default) writes no file; the `gateway.audit` log line is emitted
+either way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+from pathlib import Path
 
 from gateway.clock import Clock
 from gateway.exchange import Exchange
@@ -23,9 +32,10 @@ _ATTEMPTS = {"login.success": ("password", "success"), "login.failure": ("passwo
 
 
 class Audit:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, *, file: Path | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.file = file
 
     async def record(
         self,
@@ -48,5 +58,20 @@ class Audit:
         }
         if event in _ATTEMPTS:
             AUTH_ATTEMPTS.labels(*_ATTEMPTS[event]).inc()
-        await self.store.audit_append(json.dumps(entry, separators=(",", ":")).encode())
+        line = json.dumps(entry, separators=(",", ":")).encode()
+        if self.file is not None:
+            # Before the store: the file keeps the trail while the store is down.
+            try:
+                await asyncio.to_thread(_append, self.file, line + b"\n")
+            except OSError as exc:
+                log.error("audit file %s: %s", self.file, exc.strerror or type(exc).__name__)
+        await self.store.audit_append(line)
         log.info("audit", extra={"fields": entry})
+
+
+def _append(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)

@@ -41,7 +41,8 @@ def make_auth(config: Config, store: Store, clock: Clock) -> Auth:
         idle=config.session.idle_timeout,
         absolute=config.session.absolute_timeout,
     )
-    audit = Audit(store, clock)
+    sink = config.audit.log
+    audit = Audit(store, clock, file=None if sink == "stdout" else config.base_dir / sink)
     return Auth(users, sessions, audit, Regulator(store, clock, config.lockout, audit=audit))
 
 

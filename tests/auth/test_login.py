@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -205,3 +206,22 @@ async def test_must_change_password_user_gets_only_the_password_step(agw):
             assert r.status == 200
         async with s.get(agw.url + "/.gateway/api/me") as r:
             assert r.status == 200
+
+
+async def test_audit_file_sink_gets_login_success_without_the_password(make_gateway, tmp_path):
+    agw = await make_gateway(audit={"log": "logs/audit.jsonl"})
+    (tmp_path / "logs").mkdir()
+    await agw.add_user("alice")
+    async with agw.client(headers={"User-Agent": "sink-test/1"}) as s:
+        await agw.login(s)
+    path = tmp_path / "logs" / "audit.jsonl"
+    text = path.read_text()
+    assert PASSWORD not in text
+    events = [json.loads(line) for line in text.splitlines()]
+    success = [e for e in events if e["event"] == "login.success"]
+    assert len(success) == 1
+    fields = {"time", "event", "user", "ip", "user_agent", "request_id", "outcome"}
+    assert fields <= success[0].keys()
+    assert success[0]["user"] == "alice" and success[0]["user_agent"] == "sink-test/1"
+    assert success[0]["ip"] == "127.0.0.1" and success[0]["request_id"]
+    assert path.stat().st_mode & 0o777 == 0o600
