@@ -15,7 +15,7 @@ from gateway import pipeline
 from gateway.errors import GatewayError, ServiceUnavailable, answer, json_response
 from gateway.exchange import EXCHANGE
 from gateway.logs import access_log
-from gateway.metrics import REQUEST_DURATION, REQUESTS
+from gateway.metrics import REQUEST_DURATION, REQUESTS, STORE_UP
 from gateway.state import GATEWAY, Gateway
 from gateway.store.base import StoreUnavailable
 
@@ -37,6 +37,7 @@ async def observe(
         reason = exc.reason
         response = answer(exc)
     except StoreUnavailable:
+        STORE_UP.set(0)
         reason = "store_unavailable"
         response = answer(ServiceUnavailable(reason))
     except web.HTTPException as exc:  # raised by aiohttp itself (e.g. body over client_max_size)

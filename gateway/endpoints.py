@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gateway.errors import MethodNotAllowed, NotFound, ServiceUnavailable, json_response
 from gateway.exchange import Exchange
+from gateway.metrics import STORE_UP
 from gateway.state import Gateway
 
 __all__ = ["Handler", "route", "dispatch"]
@@ -71,6 +72,7 @@ async def readyz(ex: Exchange, gw: Gateway) -> web.StreamResponse:
             await check()
         except Exception:  # noqa: BLE001 - any failure means not ready; the name says which
             failed.append(name)
+    STORE_UP.set(0 if "store" in failed else 1)
     if failed:
         return json_response({"status": "unavailable", "failed": failed}, 503)
     return json_response({"status": "ready"})

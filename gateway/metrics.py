@@ -65,6 +65,14 @@ CRYPTO_OPS = Counter("gateway_crypto_operations", "Envelope operations", ["op", 
 CRYPTO_BYTES = Counter("gateway_crypto_bytes", "Bytes through envelope operations", ["op"])
 POLICY_RELOADS = Counter("gateway_policy_reloads", "Policy reloads", ["result"])
 INFO = Gauge("gateway_info", "Gateway build information", ["version"], multiprocess_mode="max")
+UPSTREAM_UP = Gauge(
+    "gateway_upstream_up", "1 when the last upstream request got an answer", multiprocess_mode="min"
+)
+STORE_UP = Gauge(
+    "gateway_store_up",
+    "1 when the last store operation or readiness check succeeded",
+    multiprocess_mode="min",
+)
 RULES_LOADED = Gauge("gateway_policy_rules", "Rules in the live policy", multiprocess_mode="max")
 INFO.labels(version=__version__).set(1)
 

@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.errors import BadGateway, GatewayTimeout, PayloadTooLarge
-from gateway.metrics import UPSTREAM_DURATION, UPSTREAM_ERRORS
+from gateway.metrics import UPSTREAM_DURATION, UPSTREAM_ERRORS, UPSTREAM_UP
 
 __all__ = ["BodyFilter", "UpstreamClient", "limited_body"]
 
@@ -127,8 +127,10 @@ class UpstreamClient:
             if too_large:
                 raise PayloadTooLarge("body_over_limit") from None
             UPSTREAM_ERRORS.labels(_kind(exc)).inc()
+            UPSTREAM_UP.set(0)
             raise BadGateway(_kind(exc)) from None
         UPSTREAM_DURATION.observe(time.monotonic() - started)
+        UPSTREAM_UP.set(1)
         try:
             return await self._relay(request, upstream, make_downstream, body_filter)
         finally:

@@ -4,6 +4,8 @@ recovers without a restart."""
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
+
 from tests.auth.conftest import PASSWORD, AuthGw, auth_config, start
 
 POLICY = """rules:
@@ -40,11 +42,13 @@ async def test_store_outage_fails_closed_and_recovers(upstream, tmp_path, redis_
                 login = {"username": "alice", "password": PASSWORD}
                 assert await _status(s, "POST", agw.url + "/.gateway/login", json=login) == 503
                 assert await _status(s, "GET", agw.url + "/.gateway/readyz") == 503
+                assert REGISTRY.get_sample_value("gateway_store_up") == 0
                 assert await _status(s, "GET", agw.url + "/.gateway/healthz") == 200
             finally:
                 redis_server.start()
             assert await _status(s, "GET", agw.url + "/app/page") == 200
             assert await _status(s, "GET", agw.url + "/.gateway/readyz") == 200
+            assert REGISTRY.get_sample_value("gateway_store_up") == 1
         assert [e for e in upstream.seen if e["raw_path"] == "/app/page"].__len__() == 2
     finally:
         await runner.cleanup()

@@ -8,6 +8,7 @@ import socket
 
 import aiohttp
 import psutil
+from prometheus_client import REGISTRY
 
 from tests.proxy.conftest import gateway_config, raw_request, start_gateway
 
@@ -97,6 +98,11 @@ async def test_refused_upstream_gives_502(tmp_path):
         ):
             assert r.status == 502
             assert await r.json() == {"error": "bad_gateway"}
+        assert REGISTRY.get_sample_value("gateway_upstream_up") == 0
+        assert (
+            REGISTRY.get_sample_value("gateway_upstream_errors_total", {"kind": "connect_refused"})
+            >= 1
+        )
     finally:
         await runner.cleanup()
 
