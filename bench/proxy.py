@@ -169,11 +169,13 @@ def start_minimal(ps: Processes, tmp: Path, upstream: str) -> tuple[str, int]:
     return base, proc.pid
 
 
-def write_gateway_config(tmp: Path, port: int, upstream: str) -> Path:
+def write_gateway_config(
+    tmp: Path, port: int, upstream: str, *, access: str = "public", extra: str = ""
+) -> Path:
+    """A temp gateway.yaml whose one rule gives every path `access`; `extra` is appended."""
     (tmp / "policies").mkdir(exist_ok=True)
-    # Harmless today (policies are not wired into the pipeline yet); keeps /small public later.
     (tmp / "policies" / "bench.yaml").write_text(
-        'rules:\n  - name: bench\n    match: {paths: ["/**"]}\n    access: public\n'
+        f'rules:\n  - name: bench\n    match: {{paths: ["/**"]}}\n    access: {access}\n'
     )
     path = tmp / "gateway.yaml"
     path.write_text(
@@ -182,7 +184,7 @@ def write_gateway_config(tmp: Path, port: int, upstream: str) -> Path:
         f"upstream: {{url: {upstream}}}\n"
         f'store: {{url: "sqlite:///{tmp}/gw.db"}}\n'
         "metrics: {listen: null}\n"
-        "policies: [policies/*.yaml]\n"
+        "policies: [policies/*.yaml]\n" + extra
     )
     return path
 

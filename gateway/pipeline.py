@@ -106,7 +106,7 @@ async def forward(ex: Exchange, gw: Gateway) -> web.StreamResponse:
         raise PayloadTooLarge("declared_length_over_limit")
     body: AsyncIterator[bytes] | bytes | None = None
     if request.body_exists:
-        body = limited_body(request.content, gw.config.max_body, lambda: None)
+        body = limited_body(request.content, gw.config.max_body)
         if length is not None:
             headers["Content-Length"] = str(length)
     encrypting = ex.rule is not None and ex.rule.encrypt is not None

@@ -50,15 +50,12 @@ class BodyFilter(Protocol):
     def stream(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]: ...
 
 
-async def limited_body(
-    content: aiohttp.StreamReader, limit: int, on_overflow: Callable[[], None]
-) -> AsyncIterator[bytes]:
+async def limited_body(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
     """Yield the request body chunk by chunk; stop with PayloadTooLarge past `limit` bytes."""
     seen = 0
     async for chunk in content.iter_chunked(CHUNK):
         seen += len(chunk)
         if seen > limit:
-            on_overflow()
             raise PayloadTooLarge("body_over_limit")
         yield chunk
 
