@@ -100,8 +100,9 @@ def make_app(data_file: Path) -> web.Application:
 def main() -> None:
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 9000
     data = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("var/demo-notes.json")
+    host = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"  # 0.0.0.0 in the compose example
     data.parent.mkdir(parents=True, exist_ok=True)
-    web.run_app(make_app(data), host="127.0.0.1", port=port, print=None)
+    web.run_app(make_app(data), host=host, port=port, print=None)
 
 
 if __name__ == "__main__":
