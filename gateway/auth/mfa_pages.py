@@ -328,6 +328,7 @@ async def _reauthenticated(
     refused = await _locked_out(ex, auth, user)
     if refused is not None:
         return await refuse(refused, LOCKED)
+    auth.users.verifications += 1
     ok = await auth.users.hasher.verify(user.password_hash, password)
     factor = "password"
     if ok:
