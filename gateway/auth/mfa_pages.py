@@ -26,7 +26,7 @@ from gateway.auth.mfa import (
     normalize_backup_code,
 )
 from gateway.auth.mfa_flow import CHALLENGE, SETUP, complete, mfa_session
-from gateway.auth.pages import ACCOUNT, LOGIN, PASSWORD, account_page, render
+from gateway.auth.pages import ACCOUNT, LOGIN, PASSWORD, account_page, render, sign_in_again
 from gateway.auth.redirects import safe_next
 from gateway.auth.service import AUTH, Auth
 from gateway.auth.sessions import SessionRecord
@@ -52,6 +52,8 @@ DISABLE = "/.gateway/mfa/disable"
 BACKUP_CODES = "/.gateway/mfa/backup-codes"
 WRONG_CODE = "That code is not right. Check your authenticator app and try again."
 LOCKED = "Too many attempts. Wait a while and try again."
+WRONG_PASSWORD = "The password or the code is wrong."  # noqa: S105 - a message
+EXPIRED_SETUP = "That setup timed out. Scan this new code and enter the code it shows."
 
 
 class InvalidCode(GatewayError):
@@ -108,46 +110,11 @@ async def _release(ex: Exchange, auth: Auth) -> None:
         await auth.lockout.released(reservation)
 
 
-# -- the challenge ---------------------------------------------------------------------------
-def _challenge_page(csrf: str, nxt: str, status: int = 200, error: str = "") -> web.Response:
-    return render(
-        "mfa.html", status, title="Two-factor check", error=error, csrf_token=csrf, next=nxt
-    )
-
-
-@route("GET,POST", CHALLENGE)
-async def challenge(ex: Exchange, gw: Gateway) -> web.StreamResponse:
-    auth = _auth(gw)
-    post = ex.request.method == "POST"
-    try:
-        record, user = await mfa_session(ex, gw)
-    except Unauthorized:
-        if ex.wants_json or post:
-            raise
-        return _see(_with_next(LOGIN, safe_next(ex.request.query.get("next"))), 302)
-    posted = await read_posted(ex) if post else None
-    if posted is not None:
-        check_token(ex, posted, record.csrf)
-    nxt = safe_next(posted.text("next") if posted else ex.request.query.get("next"))
-    form = posted is not None and posted.is_form
-    if not await auth.mfa.enabled(user.key):
-        if ex.wants_json or (post and not form):
-            raise MfaEnrollmentRequired("mfa_enrollment_required")
-        return _see(_with_next(SETUP, nxt), 302 if not post else 303)
-    if posted is None:
-        if ex.wants_json:
-            return json_response({"status": "mfa_required", "methods": ["totp", "backup_code"]})
-        return _challenge_page(record.csrf, nxt)
-    code, backup = _text(posted, "code"), _text(posted, "backup_code")
-    if (code is None) == (backup is None):
-        raise BadRequest("one_of_code_or_backup_code")
-    refused = await _locked_out(ex, auth, user)
-    if refused is not None:
-        if not form:
-            raise refused
-        page = _challenge_page(record.csrf, nxt, 429, LOCKED)
-        page.headers.update(refused.headers)
-        return page
+async def _second_factor(
+    ex: Exchange, auth: Auth, user: User, *, code: str | None, backup: str | None
+) -> bool:
+    """Check a TOTP code or a backup code (the reservation is made); a wrong one is counted on
+    the lockout counter and audited. A secret that cannot be opened is 503."""
     factor = "totp" if code is not None else "backup_code"
     try:
         if code is not None:
@@ -162,12 +129,69 @@ async def challenge(ex: Exchange, gw: Gateway) -> web.StreamResponse:
         await auth.audit.record(
             "mfa.failure", user=user.username, outcome="invalid_code", ex=ex, factor=factor
         )
+    else:
+        ex.notes["mfa.factor"] = factor
+    return ok
+
+
+async def _no_session(ex: Exchange, gw: Gateway) -> web.StreamResponse:
+    """No (or no longer a) session: JSON 401; a browser goes to sign in, told why on a post."""
+    if ex.wants_json:
+        raise Unauthorized("no_session")
+    if ex.request.method == "POST":
+        posted = await read_posted(ex)
+        return sign_in_again(ex, gw, safe_next(posted.text("next")))
+    return _see(_with_next(LOGIN, safe_next(ex.request.query.get("next"))), 302)
+
+
+# -- the challenge ---------------------------------------------------------------------------
+def _challenge_page(csrf: str, nxt: str, status: int = 200, error: str = "") -> web.Response:
+    return render(
+        "mfa.html", status, title="Two-factor check", error=error, csrf_token=csrf, next=nxt
+    )
+
+
+@route("GET,POST", CHALLENGE)
+async def challenge(ex: Exchange, gw: Gateway) -> web.StreamResponse:
+    auth = _auth(gw)
+    try:
+        record, user = await mfa_session(ex, gw)
+    except Unauthorized:
+        return await _no_session(ex, gw)
+    posted = await read_posted(ex) if ex.request.method == "POST" else None
+    if posted is not None:
+        check_token(ex, posted, record.csrf)
+    nxt = safe_next(posted.text("next") if posted else ex.request.query.get("next"))
+    form = posted is not None and posted.is_form
+    if not await auth.mfa.enabled(user.key):
+        if ex.wants_json or (posted is not None and not form):
+            raise MfaEnrollmentRequired("mfa_enrollment_required")
+        return _see(_with_next(SETUP, nxt), 302 if posted is None else 303)
+    if posted is None:
+        if ex.wants_json:
+            return json_response({"status": "mfa_required", "methods": ["totp", "backup_code"]})
+        return _challenge_page(record.csrf, nxt)
+    code, backup = _text(posted, "code"), _text(posted, "backup_code")
+    if (code is None) == (backup is None):
+        raise BadRequest("one_of_code_or_backup_code")
+    refused = await _locked_out(ex, auth, user)
+    if refused is not None:
+        if not form:
+            raise refused
+        page = _challenge_page(record.csrf, nxt, 429, LOCKED)
+        page.headers.update(refused.headers)
+        return page
+    if not await _second_factor(ex, auth, user, code=code, backup=backup):
         if form:
             return _challenge_page(record.csrf, nxt, 401, WRONG_CODE)
         raise InvalidCode("invalid_code")
     token = await complete(ex, auth, user)
     await auth.audit.record(
-        "mfa.success", user=user.username, outcome="authenticated", ex=ex, factor=factor
+        "mfa.success",
+        user=user.username,
+        outcome="authenticated",
+        ex=ex,
+        factor=ex.notes["mfa.factor"],
     )
     if form:
         response = _see(PASSWORD if user.must_change_password else nxt)
@@ -212,14 +236,11 @@ def _codes_page(codes: list[str], nxt: str) -> web.Response:
 @route("GET,POST", SETUP)
 async def setup(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     auth = _auth(gw)
-    post = ex.request.method == "POST"
     try:
         record, user = await mfa_session(ex, gw)
     except Unauthorized:
-        if ex.wants_json or post:
-            raise
-        return _see(_with_next(LOGIN, safe_next(ex.request.query.get("next"))), 302)
-    if not post:
+        return await _no_session(ex, gw)
+    if ex.request.method != "POST":
         nxt = safe_next(ex.request.query.get("next"))
         try:
             enrollment = await auth.mfa.begin(user.key, user.username)
@@ -274,9 +295,10 @@ async def _confirm(
             if posted.is_form:
                 return await again(409, "Two-factor sign-in is already on.")
             raise MfaAlreadyEnabled("mfa_already_enabled") from None
-        if posted.is_form:
-            return _see(_with_next(SETUP, nxt))  # a fresh secret to scan
-        raise NoPending("no_pending_enrollment") from None
+        if not posted.is_form:
+            raise NoPending("no_pending_enrollment") from None
+        fresh = await auth.mfa.begin(user.key, user.username)
+        return _setup_page(record.csrf, nxt, fresh, 409, EXPIRED_SETUP)
     except MfaUnavailable:
         await _release(ex, auth)
         raise _unavailable() from None
@@ -329,30 +351,17 @@ async def _reauthenticated(
     if refused is not None:
         return await refuse(refused, LOCKED)
     auth.users.verifications += 1
-    ok = await auth.users.hasher.verify(user.password_hash, password)
-    factor = "password"
-    if ok:
-        # Only a right password spends a code (so a wrong one cannot burn a TOTP step).
-        factor = "backup_code" if normalize_backup_code(code) else "totp"
-        try:
-            if factor == "totp":
-                ok = await auth.mfa.verify_totp(user.key, code)
-            else:
-                ok = await auth.mfa.use_backup_code(user.key, code)
-        except MfaUnavailable:
-            await _release(ex, auth)
-            raise _unavailable() from None
-    if not ok:
+    if not await auth.users.hasher.verify(user.password_hash, password):
         await auth.lockout.failed(user.key, ex=ex)
-        if factor == "password":
-            await auth.audit.record(event, user=user.username, outcome="invalid_password", ex=ex)
-        else:
-            await auth.audit.record(
-                "mfa.failure", user=user.username, outcome="invalid_code", ex=ex, factor=factor
-            )
-        return await refuse(
-            InvalidCredentials("invalid_credentials"), "The password or the code is wrong."
-        )
+        await auth.audit.record(event, user=user.username, outcome="invalid_password", ex=ex)
+        return await refuse(InvalidCredentials("invalid_credentials"), WRONG_PASSWORD)
+    # Only a right password spends a code (so a wrong one cannot burn a TOTP step).
+    backup = normalize_backup_code(code) is not None
+    checked = await _second_factor(
+        ex, auth, user, code=None if backup else code, backup=code if backup else None
+    )
+    if not checked:
+        return await refuse(InvalidCredentials("invalid_credentials"), WRONG_PASSWORD)
     await auth.lockout.succeeded(user.key, ex.view.ip)
     return await action(auth, user, form)
 

@@ -36,7 +36,7 @@ from gateway.errors import (
 from gateway.exchange import Exchange
 from gateway.state import Gateway
 
-__all__ = ["ACCOUNT", "LOGIN", "PASSWORD", "account_page", "render"]
+__all__ = ["ACCOUNT", "LOGIN", "PASSWORD", "account_page", "render", "sign_in_again"]
 
 LOGIN = "/.gateway/login"
 PASSWORD = "/.gateway/password"  # noqa: S105 - a path
@@ -100,6 +100,12 @@ def _login_page(
     )
     auth.sessions.cookie.set(response, auth.sessions.cookie.csrf_name, token)
     return response
+
+
+def sign_in_again(ex: Exchange, gw: Gateway, nxt: str) -> web.Response:
+    """The login page, 401, for a form posted after its session ended (an expired MFA step)."""
+    error = "Your sign-in has expired or ended. Please sign in again."
+    return _login_page(ex, _auth(gw), status=401, error=error, nxt=nxt)
 
 
 @route("GET,POST", LOGIN)
