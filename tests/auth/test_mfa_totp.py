@@ -100,8 +100,13 @@ async def test_replayed_totp_code_is_refused_on_second_instance(upstream, tmp_pa
         await one.add_user("carol")
         async with one.client() as s:
             await login(one, s, "carol")
-            secret, _ = await enroll(one, s)
+            secret, codes = await enroll(one, s)
         two.clock.set(one.clock.now())
+        # The backup codes live in Redis too: one use on either instance spends it on both.
+        assert await two.auth.mfa.codes_left("carol") == 10
+        assert await two.auth.mfa.use_backup_code("carol", codes[0])
+        assert not await one.auth.mfa.use_backup_code("carol", codes[0])
+        assert await one.auth.mfa.codes_left("carol") == 9
         async with one.client() as a, two.client() as b:
             await login(one, a, "carol")
             await login(two, b, "carol")
