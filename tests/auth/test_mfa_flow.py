@@ -177,3 +177,33 @@ async def test_enforce_all_html_enrollment_shows_qr_then_codes_once(make_gateway
         async with s.get(agw.url + "/.gateway/account") as r:
             account = await r.text()
         assert "10 unused backup codes" in account and not any(c in account for c in shown)
+
+
+async def test_enforce_all_html_login_of_enrolled_user_goes_through_challenge_to_next(
+    make_gateway, policy
+):
+    agw = await make_gateway(mfa={"enforce": "all"})
+    await agw.add_user()
+    async with agw.client() as s:
+        await login(agw, s)
+        secret, codes = await enroll(agw, s)
+    async with agw.client() as s:
+        async with s.get(agw.url + "/app/home?x=1") as r:
+            form = await r.text()  # followed the 302 to the login page
+        async with s.post(
+            agw.url + "/.gateway/login",
+            data={
+                "username": "alice",
+                "password": PASSWORD,
+                "csrf_token": _field(form, "csrf_token"),
+                "next": _field(form, "next"),
+            },
+        ) as r:
+            assert r.history[0].status == 303
+            assert urlsplit(str(r.url)).path == "/.gateway/mfa"
+            page = await r.text()
+        assert _field(page, "next") == "/app/home?x=1"
+        assert await status_of(s, agw.url + "/app/home") == 302  # still partial
+        fields = {"csrf_token": _field(page, "csrf_token"), "next": _field(page, "next")}
+        async with s.post(agw.url + "/.gateway/mfa", data={**fields, "backup_code": codes[3]}) as r:
+            assert r.status == 200 and str(r.url) == agw.url + "/app/home?x=1"
