@@ -7,12 +7,14 @@ import argparse
 import asyncio
 import os
 
+from gateway.auth.mfa import rewrap_secrets, secrets_status
 from gateway.cli import EXIT_OK, extension, fail, load
 from gateway.clock import SystemClock
 from gateway.crypto import CryptoError, KeyMaterialError
 from gateway.crypto.datakeys import DataKeys
 from gateway.crypto.keyring import Keyring, generate_kek
 from gateway.store import StoreError, open_store
+from gateway.store.base import Store
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -32,7 +34,7 @@ def _run(args: argparse.Namespace, action) -> int:
     async def main() -> int:
         store = await open_store(config.store.url, base_dir=config.base_dir)
         try:
-            return await action(DataKeys(store, keyring, SystemClock()))
+            return await action(DataKeys(store, keyring, SystemClock()), store, keyring)
         finally:
             await store.close()
 
@@ -43,23 +45,27 @@ def _run(args: argparse.Namespace, action) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    async def action(dk: DataKeys) -> int:
+    async def action(dk: DataKeys, store: Store, keyring: Keyring) -> int:
         print(await dk.status())
+        print(f"mfa secrets: {await secrets_status(store, keyring)}")
         return EXIT_OK
 
     return _run(args, action)
 
 
 def cmd_rewrap(args: argparse.Namespace) -> int:
-    async def action(dk: DataKeys) -> int:
-        print(await dk.rewrap_all())
+    async def action(dk: DataKeys, store: Store, keyring: Keyring) -> int:
+        report = await dk.rewrap_all()
+        print(report)
+        secrets = await rewrap_secrets(store, keyring)
+        print(f"mfa secrets: {secrets}")
         return EXIT_OK
 
     return _run(args, action)
 
 
 def cmd_rotate(args: argparse.Namespace) -> int:
-    async def action(dk: DataKeys) -> int:
+    async def action(dk: DataKeys, store: Store, keyring: Keyring) -> int:
         version = await dk.rotate(args.scope)
         print(f"{args.scope}: version {version} is now active")
         return EXIT_OK
