@@ -49,8 +49,9 @@ def banner(base: str, upstream: str) -> str:
 
     Open          {base}/notes
     Log in as     {USER}  /  {PASSWORD}
-    Set up MFA    {base}/.gateway/mfa/setup  (scan the QR code with an authenticator app,
-                  enter the 6-digit code, keep the backup codes; /admin/ needs MFA)
+    Set up MFA    {base}/.gateway/mfa/setup  (the notes need a second factor: after signing
+                  in you are sent there; scan the QR code with an authenticator app, enter
+                  the 6-digit code, keep the backup codes)
     Your account  {base}/.gateway/account  (sessions, password, sign out)
 
   Notes you save are encrypted by the gateway: the app stores only gwe1. tokens. See for

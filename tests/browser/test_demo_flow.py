@@ -1,11 +1,11 @@
 """The demo as a person meets it, in real headless Chromium at a phone's width: the protected
 notes page sends them to the login form, a wrong password is refused with a clear message, they
-sign in, write a note through the form, see it in plaintext while the app has stored only
-`gwe1.` tokens, sign out, and the notes page is closed to them again.
+sign in and are sent to enrol a second factor (the demo policy says `access: mfa`): they read
+the secret from the setup page, answer with the code an authenticator app would show, and get
+their backup codes. Then they write a note through the form, see it in plaintext while the app
+has stored only `gwe1.` tokens, sign out, and the notes page is closed to them again.
 
-Each step is a function in FLOW and leaves a screenshot. The MFA enrollment step (read the secret
-from /.gateway/mfa/setup, compute the code with pyotp, submit it, see the backup codes) slots in
-right after `log_in`, once the MFA pages exist.
+Each step is a function in FLOW and leaves a screenshot.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pyotp
 
 from tests.browser.conftest import PASSWORD, USER, DemoStack
 
@@ -30,6 +32,7 @@ class Flow:
     stack: DemoStack
     artifacts: Path
     shots: list[Path] = field(default_factory=list)
+    enrolled_secret: str = ""
 
     def shot(self, name: str) -> None:
         path = self.artifacts / f"{len(self.shots) + 1:02d}-{name}.png"
@@ -62,11 +65,34 @@ def wrong_password_shows_an_error(f: Flow) -> None:
 def log_in(f: Flow) -> None:
     f.page.fill("#password", PASSWORD)
     f.page.click("button[type=submit]")
+    # The notes need MFA and alice has none yet: straight to enrollment, keeping `next`.
+    f.page.wait_for_url(re.compile(r".*/\.gateway/mfa/setup\?next=/notes$"))
+    assert f.page.locator(".qr svg").count() == 1
+    f.enrolled_secret = f.page.locator(".secret code").inner_text().strip()
+    assert re.fullmatch(r"[A-Z2-7]{16,}", f.enrolled_secret)
+
+
+def a_wrong_code_is_refused(f: Flow) -> None:
+    right = pyotp.TOTP(f.enrolled_secret).now()
+    wrong = f"{(int(right) + 500000) % 1000000:06d}"
+    f.page.fill("#code", wrong)
+    f.page.click("button[type=submit]")
+    assert f.page.locator("[role=alert]").inner_text().strip() != ""
+    assert "/.gateway/mfa/setup" in f.path()
+
+
+def enrol_mfa(f: Flow) -> None:
+    secret = f.page.locator(".secret code").inner_text().strip()  # the page may show a new one
+    f.page.fill("#code", pyotp.TOTP(secret).now())
+    f.page.click("button[type=submit]")
+    codes = [c.strip() for c in f.page.locator(".codes code").all_inner_texts()]
+    assert len(codes) == 10
+    assert all(re.fullmatch(r"[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}", c) for c in codes), codes
+
+
+def continue_to_the_notes(f: Flow) -> None:
+    f.page.click("text=I have saved them")
     f.page.wait_for_url(re.compile(r".*/notes$"))
-
-
-# Once /.gateway/mfa/setup exists: def enrol_mfa(f: Flow) -> None, inserted after log_in.
-AFTER_LOGIN: list[Callable[[Flow], None]] = []
 
 
 def notes_page_is_reached(f: Flow) -> None:
@@ -133,7 +159,9 @@ FLOW: list[Callable[[Flow], None]] = [
     protected_page_redirects_to_login,
     wrong_password_shows_an_error,
     log_in,
-    *AFTER_LOGIN,
+    a_wrong_code_is_refused,
+    enrol_mfa,
+    continue_to_the_notes,
     notes_page_is_reached,
     create_a_note,
     the_app_stored_only_tokens,
