@@ -70,13 +70,14 @@ DESCRIPTIONS: dict[str, str] = {
     "lockout.duration": "How long a lock lasts.",
     "lockout.ip_max_failures": "Sign-in attempts per client IP within `window`, all accounts "
     "together, before that IP gets 429.",
-    "mfa": "TOTP second factor (issue 8).",
+    "mfa": "TOTP second factor (docs/mfa.md).",
     "mfa.issuer": "Issuer shown by authenticator apps.",
     "mfa.digits": "Digits of a TOTP code.",
     "mfa.period": "Seconds per TOTP step.",
     "mfa.skew": "Steps accepted either side of the current one (pyotp `valid_window`).",
-    "mfa.enforce": "`policy`: MFA where a rule says `access: mfa`; `all`: every "
-    "authenticated route needs it.",
+    "mfa.enforce": "`policy`: a password sign-in is enough until a rule with `access: mfa` "
+    "asks for the second factor (step-up); `all`: every sign-in needs it, and users without "
+    "one are sent to enrol.",
     "passwords": "Password rules and hashing.",
     "passwords.min_length": "Shortest password accepted when one is set or changed.",
     "passwords.argon2": "Argon2id parameters for new hashes; a hash made with other "
