@@ -1,16 +1,25 @@
 """`gateway keys generate|status|rewrap|rotate SCOPE` (DESIGN.md section 8). Never prints keys
-except the fresh KEK that `generate` exists to print."""
+except the fresh KEK that `generate` exists to print.
+
+`rotate` and `rewrap` leave audit events, failures included: `key.rotated` (recorded by
+DataKeys through its recorder) or `key.rotate_failed`; one `key.rewrapped` with the counts
+(outcome "partial" and the failed rows when some could not be rewrapped) or
+`key.rewrap_failed`. Failure events carry the error's type, never key material."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
+from collections.abc import Awaitable, Callable
 
+from gateway.audit_events import key_events, scope_user
+from gateway.auth.audit import Audit
 from gateway.cli import EXIT_OK, extension, fail, load
 from gateway.clock import SystemClock
 from gateway.crypto import CryptoError, KeyMaterialError
-from gateway.crypto.datakeys import DataKeys
+from gateway.crypto.datakeys import DataKeys, RewrapReport
 from gateway.crypto.keyring import Keyring, generate_kek
 from gateway.store import StoreError, open_store
 
@@ -20,7 +29,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run(args: argparse.Namespace, action) -> int:
+log = logging.getLogger("gateway.keys")
+Action = Callable[[DataKeys, Audit], Awaitable[int]]
+_FAILED_ROWS_SHOWN = 20
+
+
+def _run(args: argparse.Namespace, action: Action) -> int:
     config = load(args)
     try:
         keyring = Keyring.from_refs(
@@ -31,8 +45,10 @@ def _run(args: argparse.Namespace, action) -> int:
 
     async def main() -> int:
         store = await open_store(config.store.url, base_dir=config.base_dir)
+        clock = SystemClock()
+        audit = Audit.for_config(store, clock, config)
         try:
-            return await action(DataKeys(store, keyring, SystemClock()))
+            return await action(DataKeys(store, keyring, clock, on_event=key_events(audit)), audit)
         finally:
             await store.close()
 
@@ -42,8 +58,17 @@ def _run(args: argparse.Namespace, action) -> int:
         return fail(f"{type(exc).__name__}: {exc}")
 
 
+async def _record_failure(
+    audit: Audit, event: str, exc: Exception, *, user: str | None = None, **fields: str
+) -> None:
+    try:
+        await audit.record(event, user=user, outcome="error", error=type(exc).__name__, **fields)
+    except Exception as again:  # noqa: BLE001 - the store may be what failed; the file has it
+        log.warning("could not record %s: %s", event, type(again).__name__)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    async def action(dk: DataKeys) -> int:
+    async def action(dk: DataKeys, audit: Audit) -> int:
         print(await dk.status())
         return EXIT_OK
 
@@ -51,16 +76,41 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_rewrap(args: argparse.Namespace) -> int:
-    async def action(dk: DataKeys) -> int:
-        print(await dk.rewrap_all())
+    async def action(dk: DataKeys, audit: Audit) -> int:
+        try:
+            report = await dk.rewrap_all()
+        except Exception as exc:
+            await _record_failure(audit, "key.rewrap_failed", exc)
+            raise
+        await _record_rewrap(audit, report)
+        print(report)
         return EXIT_OK
 
     return _run(args, action)
 
 
+async def _record_rewrap(audit: Audit, report: RewrapReport) -> None:
+    fields = {
+        "rewrapped": str(report.rewrapped),
+        "current": str(report.current),
+        "failed": str(len(report.failed)),
+    }
+    if report.failed:
+        fields["failed_rows"] = ",".join(report.failed[:_FAILED_ROWS_SHOWN])
+    outcome = "partial" if report.failed else "ok"
+    await audit.record("key.rewrapped", user=None, outcome=outcome, **fields)
+
+
 def cmd_rotate(args: argparse.Namespace) -> int:
-    async def action(dk: DataKeys) -> int:
-        version = await dk.rotate(args.scope)
+    async def action(dk: DataKeys, audit: Audit) -> int:
+        try:
+            version = await dk.rotate(args.scope)
+        except Exception as exc:
+            scope = args.scope[:200]
+            await _record_failure(
+                audit, "key.rotate_failed", exc, user=scope_user(scope), scope=scope
+            )
+            raise
         print(f"{args.scope}: version {version} is now active")
         return EXIT_OK
 

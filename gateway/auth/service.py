@@ -41,8 +41,7 @@ def make_auth(config: Config, store: Store, clock: Clock) -> Auth:
         idle=config.session.idle_timeout,
         absolute=config.session.absolute_timeout,
     )
-    sink = config.audit.log
-    audit = Audit(store, clock, file=None if sink == "stdout" else config.base_dir / sink)
+    audit = Audit.for_config(store, clock, config)
     return Auth(users, sessions, audit, Regulator(store, clock, config.lockout, audit=audit))
 
 
