@@ -71,13 +71,10 @@ def problems_text(result: ReloadResult) -> str:
     return "; ".join(shown)
 
 
-def policy_events(
-    audit: Audit | None, loop: asyncio.AbstractEventLoop
-) -> Callable[[ReloadResult], None]:
+def policy_events(audit: Audit, loop: asyncio.AbstractEventLoop) -> Callable[[ReloadResult], None]:
     pending: set[asyncio.Task[None]] = set()
 
     async def write(event: str, outcome: str, fields: dict[str, str]) -> None:
-        assert audit is not None
         try:
             await audit.record(event, user=None, outcome=outcome, **fields)
         except Exception as exc:  # noqa: BLE001 - the reload stands; keep the log line
@@ -98,7 +95,7 @@ def policy_events(
             event, outcome = "policy.reload_failed", "error"
             fields = {"errors": str(len(result.errors)), "error": problems_text(result)}
         fields["pid"] = str(os.getpid())  # each worker reloads on its own
-        if audit is None or loop.is_closed():
+        if loop.is_closed():
             return
         loop.call_soon_threadsafe(schedule, event, outcome, fields)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import signal
 
+from gateway.audit_events import problems_text
+from gateway.policy import PolicyProblem, ReloadResult
 from tests.observability.conftest import POLICY, Running, wait_until
 from tests.policy.test_reload import write
 
@@ -62,3 +64,14 @@ async def test_reloads_and_a_broken_file_each_leave_an_event_while_the_old_polic
     assert scraped[("gateway_policy_reloads_total", frozenset({("result", "ok")}))] == 2
     assert scraped[("gateway_policy_rules", frozenset())] == 3  # the watcher's reload set it
     assert "hunter2" not in str(running.tail("-n", "20"))
+
+
+def test_reload_error_text_names_file_rule_and_key_of_the_first_five_only():
+    problems = tuple(
+        PolicyProblem(f"/etc/gw/policies/{n}.yaml", "r", f"rules[{n}].access", "hunter2", "a level")
+        for n in range(7)
+    )
+    text = problems_text(ReloadResult(False, problems))
+    assert text.startswith("0.yaml: rule r: rules[0].access: expected a level; 1.yaml")
+    assert "4.yaml" in text and "5.yaml" not in text and text.endswith("; and 2 more")
+    assert "hunter2" not in text and "/etc/gw" not in text
