@@ -19,7 +19,13 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from gateway.errors import Forbidden, MfaRequired, TooManyRequests, Unauthorized
+from gateway.errors import (
+    Forbidden,
+    MfaEnrollmentRequired,
+    MfaRequired,
+    TooManyRequests,
+    Unauthorized,
+)
 from gateway.exchange import Exchange
 from gateway.policy import Decision, PolicyHolder, Principal, decide
 from gateway.state import Gateway
@@ -94,6 +100,8 @@ async def enforce(ex: Exchange, gw: Gateway) -> web.StreamResponse | None:
     page = "/.gateway/mfa" if decision.outcome == "mfa" else "/.gateway/mfa/setup"
     if browser:
         return _redirect(page, ex)
+    if decision.outcome == "mfa_enroll":
+        raise MfaEnrollmentRequired(decision.reason)
     raise MfaRequired(decision.reason)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 import gateway.auth.api  # noqa: F401 - registers the account API endpoints
+import gateway.auth.mfa_pages  # noqa: F401 - registers the MFA endpoints
 import gateway.auth.pages  # noqa: F401 - registers login, logout and password endpoints
 from gateway.access import POLICY
 from gateway.app import build_app
@@ -55,7 +56,7 @@ async def build(
         raise StartupError(f"store.url: {exc}") from None
     gw.services["store"] = store
     gw.ready_checks.append(("store", store.ping))
-    auth = await install_auth(gw.services, config, store, gw.clock)
+    auth = await install_auth(gw.services, config, store, gw.clock, keyring)
     gw.services["datakeys"] = DataKeys(store, keyring, gw.clock, on_event=key_events(auth.audit))
 
     async def close_store(app: web.Application) -> None:

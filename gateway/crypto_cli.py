@@ -2,9 +2,9 @@
 except the fresh KEK that `generate` exists to print.
 
 `rotate` and `rewrap` leave audit events, failures included: `key.rotated` (recorded by
-DataKeys through its recorder) or `key.rotate_failed`; one `key.rewrapped` with the counts
-(outcome "partial" and the failed rows when some could not be rewrapped) or
-`key.rewrap_failed`. Failure events carry the error's type, never key material."""
+DataKeys through its recorder) or `key.rotate_failed`; one `key.rewrapped` with the counts of
+data keys and MFA secrets (outcome "partial" and the failed rows when some could not be
+rewrapped) or `key.rewrap_failed`. Failure events carry the error's type, never key material."""
 
 from __future__ import annotations
 
@@ -13,25 +13,39 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from gateway.audit_events import key_events, scope_user
 from gateway.auth.audit import Audit
+from gateway.auth.mfa import SecretStatus, rewrap_secrets, secrets_status
 from gateway.cli import EXIT_OK, extension, fail, load
 from gateway.clock import SystemClock
 from gateway.crypto import CryptoError, KeyMaterialError
 from gateway.crypto.datakeys import DataKeys, RewrapReport
 from gateway.crypto.keyring import Keyring, generate_kek
 from gateway.store import StoreError, open_store
+from gateway.store.base import Store
+
+log = logging.getLogger("gateway.keys")
+_FAILED_ROWS_SHOWN = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """What a `keys` verb works with: the data keys, the store and KEKs (MFA secrets), audit."""
+
+    dk: DataKeys
+    store: Store
+    keyring: Keyring
+    audit: Audit
+
+
+Action = Callable[[Keys], Awaitable[int]]
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     print(generate_kek())
     return EXIT_OK
-
-
-log = logging.getLogger("gateway.keys")
-Action = Callable[[DataKeys, Audit], Awaitable[int]]
-_FAILED_ROWS_SHOWN = 20
 
 
 def _run(args: argparse.Namespace, action: Action) -> int:
@@ -47,8 +61,9 @@ def _run(args: argparse.Namespace, action: Action) -> int:
         store = await open_store(config.store.url, base_dir=config.base_dir)
         clock = SystemClock()
         audit = Audit.for_config(store, clock, config)
+        dk = DataKeys(store, keyring, clock, on_event=key_events(audit))
         try:
-            return await action(DataKeys(store, keyring, clock, on_event=key_events(audit)), audit)
+            return await action(Keys(dk, store, keyring, audit))
         finally:
             await store.close()
 
@@ -68,36 +83,42 @@ async def _record_failure(
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    async def action(dk: DataKeys, audit: Audit) -> int:
-        print(await dk.status())
+    async def action(k: Keys) -> int:
+        print(await k.dk.status())
+        print(f"mfa secrets: {await secrets_status(k.store, k.keyring)}")
         return EXIT_OK
 
     return _run(args, action)
 
 
 def cmd_rewrap(args: argparse.Namespace) -> int:
-    async def action(dk: DataKeys, audit: Audit) -> int:
+    async def action(k: Keys) -> int:
         try:
-            report = await dk.rewrap_all()
+            report = await k.dk.rewrap_all()
+            print(report)
+            secrets = await rewrap_secrets(k.store, k.keyring)
+            print(f"mfa secrets: {secrets}")
         except Exception as exc:
-            await _record_failure(audit, "key.rewrap_failed", exc)
+            await _record_failure(k.audit, "key.rewrap_failed", exc)
             raise
-        await _record_rewrap(audit, report)
-        print(report)
+        await _record_rewrap(k.audit, report, secrets)
         return EXIT_OK
 
     return _run(args, action)
 
 
-async def _record_rewrap(audit: Audit, report: RewrapReport) -> None:
+async def _record_rewrap(audit: Audit, report: RewrapReport, secrets: SecretStatus) -> None:
+    failed = report.failed + secrets.failed
     fields = {
         "rewrapped": str(report.rewrapped),
         "current": str(report.current),
         "failed": str(len(report.failed)),
+        "mfa_rewrapped": str(secrets.rewrapped),
+        "mfa_failed": str(len(secrets.failed)),
     }
-    if report.failed:
-        fields["failed_rows"] = ",".join(report.failed[:_FAILED_ROWS_SHOWN])
-    outcome = "partial" if report.failed else "ok"
+    if failed:
+        fields["failed_rows"] = ",".join(failed[:_FAILED_ROWS_SHOWN])
+    outcome = "partial" if failed else "ok"
     try:
         await audit.record("key.rewrapped", user=None, outcome=outcome, **fields)
     except Exception as exc:  # noqa: BLE001 - the rows are rewrapped; the file has the event
@@ -105,13 +126,13 @@ async def _record_rewrap(audit: Audit, report: RewrapReport) -> None:
 
 
 def cmd_rotate(args: argparse.Namespace) -> int:
-    async def action(dk: DataKeys, audit: Audit) -> int:
+    async def action(k: Keys) -> int:
         try:
-            version = await dk.rotate(args.scope)
+            version = await k.dk.rotate(args.scope)
         except Exception as exc:
             scope = args.scope[:200]
             await _record_failure(
-                audit, "key.rotate_failed", exc, user=scope_user(scope), scope=scope
+                k.audit, "key.rotate_failed", exc, user=scope_user(scope), scope=scope
             )
             raise
         print(f"{args.scope}: version {version} is now active")

@@ -31,6 +31,9 @@ __all__ = ["Audit"]
 log = logging.getLogger("gateway.audit")
 # Audit events that are also authentication attempts: (factor, result) labels, bounded.
 _ATTEMPTS = {"login.success": ("password", "success"), "login.failure": ("password", "failure")}
+# Second-factor events name their factor in the `factor` field.
+_FACTOR_RESULTS = {"mfa.success": "success", "mfa.failure": "failure"}
+_FACTORS = frozenset({"totp", "backup_code"})
 
 
 class Audit:
@@ -68,6 +71,8 @@ class Audit:
         }
         if event in _ATTEMPTS:
             AUTH_ATTEMPTS.labels(*_ATTEMPTS[event]).inc()
+        elif event in _FACTOR_RESULTS and extra.get("factor") in _FACTORS:
+            AUTH_ATTEMPTS.labels(extra["factor"], _FACTOR_RESULTS[event]).inc()
         line = json.dumps(entry, separators=(",", ":")).encode()
         if self.file is not None:
             # Before the store: the file keeps the trail while the store is down.

@@ -67,6 +67,7 @@ def test_rotate_and_rewrap_via_the_cli_leave_events_with_counts_and_failures(tmp
     assert partial["outcome"] == "partial"
     assert (partial["rewrapped"], partial["current"], partial["failed"]) == ("1", "0", "1")
     assert partial["failed_rows"] == "user:alice#0000000001"
+    assert (partial["mfa_rewrapped"], partial["mfa_failed"]) == ("0", "0")  # no MFA users
     assert done["outcome"] == "ok" and "failed_rows" not in done
     assert (done["rewrapped"], done["current"], done["failed"]) == ("1", "1", "0")
     for event in tail:  # CLI actions: no request, so no rule, IP or request id
