@@ -23,12 +23,22 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.exchange import Exchange
+from gateway.metrics import CRYPTO_BYTES
 from gateway.policy.model import Encrypt
+from gateway.transform.multipart import (
+    MultipartSealer,
+    boundary_of,
+    new_boundary,
+    rewrite_multipart,
+)
 
 __all__ = ["scope_of", "transform_request", "DATAKEYS"]
 
 DATAKEYS = "datakeys"
 FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+# A rewritten multipart body this small is checked whole before the upstream sees a byte.
+LOOKAHEAD = 1 << 20
 _JSON = "application/json"
 
 
@@ -65,9 +75,11 @@ async def _envelope(
     body: AsyncIterator[bytes] | None, encryptor: EnvelopeEncryptor
 ) -> AsyncIterator[bytes]:
     yield encryptor.header()
+    counter = CRYPTO_BYTES.labels("encrypt")
     if body is not None:
         async for chunk in body:
             out = encryptor.update(chunk)
+            counter.inc(len(chunk))
             if out:
                 yield bytes(out)
     yield encryptor.finish()
@@ -110,8 +122,8 @@ async def transform_request(
         return _envelope(body, encryptor)
     media = _media(headers)
     if kind == "form_fields":
-        if media == "multipart/form-data":
-            raise UnsupportedMediaType("encrypt_multipart_unsupported")
+        if media == MULTIPART:
+            return await _multipart(ex, datakeys, scope, headers, body, enc.form_fields)
         if media != FORM:
             raise UnsupportedMediaType("encrypt_form_expected")
     elif media != _JSON and not media.endswith("+json"):
@@ -123,9 +135,11 @@ async def transform_request(
 
     def seal(value: bytes) -> str:
         try:
-            return seal_field(key, scope, version, value)
+            token = seal_field(key, scope, version, value)
         except ValueError:
             raise FieldError("field value too large") from None
+        CRYPTO_BYTES.labels("encrypt").inc(len(value))
+        return token
 
     try:
         if kind == "form_fields":
@@ -138,3 +152,76 @@ async def transform_request(
     headers["Content-Length"] = str(len(out))
     ex.notes["encrypt"] = kind
     return out
+
+
+async def _multipart(
+    ex: Exchange,
+    datakeys: DataKeys,
+    scope: str,
+    headers: CIMultiDict[str],
+    body: AsyncIterator[bytes],
+    names: tuple[str, ...],
+) -> AsyncIterator[bytes] | bytes:
+    """Rewrite a multipart/form-data body (see multipart.py). Up to LOOKAHEAD bytes of output
+    are produced before anything is sent: a small body is checked whole (a malformed one never
+    reaches the upstream) and forwarded with its length; a larger one streams on, chunked, and
+    a fault found later aborts the upstream request before its end (never a complete body)."""
+    try:
+        boundary = boundary_of(headers.get("Content-Type", ""))
+    except FieldError as exc:
+        ex.notes["encrypt_error"] = type(exc).__name__
+        raise BadRequest("encrypt_unparsable_body") from None
+    if headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        raise UnsupportedMediaType("encrypt_encoded_body")
+    version, key = await datakeys.active(scope)
+    counter = CRYPTO_BYTES.labels("encrypt")
+
+    def seal(value: bytes) -> str:
+        try:
+            return seal_field(key, scope, version, value)
+        except ValueError:
+            raise FieldError("field value too large") from None
+
+    sealer = MultipartSealer(
+        names=frozenset(names),
+        seal=seal,
+        encryptor=lambda content_type: EnvelopeEncryptor(key, scope, version, content_type),
+        counted=counter.inc,
+    )
+    out_boundary = new_boundary()
+    stream = _guarded(ex, rewrite_multipart(body, boundary, out_boundary, sealer))
+    held: list[bytes] = []
+    size = 0
+    async for chunk in stream:
+        held.append(chunk)
+        size += len(chunk)
+        if size >= LOOKAHEAD:
+            break
+    else:
+        whole = b"".join(held)
+        headers["Content-Type"] = f"{MULTIPART}; boundary={out_boundary}"
+        headers["Content-Length"] = str(len(whole))
+        ex.notes["encrypt"] = "form_fields"
+        return whole
+    headers["Content-Type"] = f"{MULTIPART}; boundary={out_boundary}"
+    headers.pop("Content-Length", None)
+    ex.notes["encrypt"] = "form_fields"
+    return _resume(held, stream)
+
+
+async def _guarded(ex: Exchange, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in stream:
+            yield chunk
+    except FieldError as exc:
+        ex.notes["encrypt_error"] = type(exc).__name__
+        ex.notes.pop("encrypt", None)
+        raise BadRequest("encrypt_unparsable_body") from None
+
+
+async def _resume(held: list[bytes], stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in held:
+        yield chunk
+    held.clear()
+    async for chunk in stream:
+        yield chunk

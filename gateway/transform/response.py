@@ -19,6 +19,7 @@ from gateway.crypto.stream_tokens import TokenReplacer, escaper_for
 from gateway.crypto.token import make_opener
 from gateway.errors import BadGateway
 from gateway.exchange import Exchange
+from gateway.metrics import CRYPTO_BYTES
 from gateway.transform.request import scope_of
 
 __all__ = ["response_filter", "TokenFilter", "EnvelopeFilter"]
@@ -56,7 +57,16 @@ class TokenFilter:
                 yield chunk
             return
         keys = await self._datakeys.all_keys(self._scope)
-        replacer = TokenReplacer(make_opener(self._scope, keys), self._escape)
+        opener = make_opener(self._scope, keys)
+        counter = CRYPTO_BYTES.labels("decrypt")
+
+        def open_token(token: str) -> bytes | None:
+            plaintext = opener(token)
+            if plaintext is not None:
+                counter.inc(len(plaintext))
+            return plaintext
+
+        replacer = TokenReplacer(open_token, self._escape)
         self._ex.notes["tokens"] = replacer.counts
         async for chunk in chunks:
             out = replacer.feed(chunk)
@@ -130,12 +140,14 @@ class EnvelopeFilter:
 
         rest = bytes(buf[header.length :])
         del buf
+        counter = CRYPTO_BYTES.labels("decrypt")
         try:
             pending = [rest]
             while True:
                 for data in pending:
                     out = decryptor.update(data)
                     if out:
+                        counter.inc(len(out))
                         announce()
                         yield bytes(out)
                 nxt = await anext(chunks, None)
@@ -148,5 +160,6 @@ class EnvelopeFilter:
             raise BadGateway("encrypt_response_undecryptable") from None
         announce()
         self._ex.notes["decrypt"] = "ok"
+        counter.inc(len(out))
         if out:
             yield bytes(out)

@@ -31,6 +31,10 @@ POLICY = """rules:
     match: {paths: ["/team/**"]}
     access: authenticated
     encrypt: {request: {form_fields: [title]}, response: tokens, scope: "role:staff"}
+  - name: upload
+    match: {paths: ["/upload/**"]}
+    access: authenticated
+    encrypt: {request: {form_fields: [title, doc]}, response: tokens}
   - name: raw
     match: {paths: ["/raw/**"]}
     access: public
