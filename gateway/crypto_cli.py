@@ -52,7 +52,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_rewrap(args: argparse.Namespace) -> int:
     async def action(dk: DataKeys) -> int:
-        print(await dk.rewrap_all())
+        report = await dk.rewrap_all()
+        print(report)
+        if report.failed:
+            # Rows under a KEK no longer configured (or corrupt) would stop decrypting.
+            return fail(
+                f"{len(report.failed)} wrapped key(s) could not be rewrapped: keep their old "
+                "KEK listed under keys.kek and run `gateway keys rewrap` again"
+            )
         return EXIT_OK
 
     return _run(args, action)

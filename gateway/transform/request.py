@@ -6,16 +6,18 @@ be parsed is refused (400) and never forwarded as plaintext. Never logs values o
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from multidict import CIMultiDict
 
-from gateway.crypto import FieldError
+from gateway.crypto import CryptoError, FieldError
 from gateway.crypto.datakeys import DataKeys
 from gateway.crypto.envelope import ENVELOPE_CONTENT_TYPE, EnvelopeEncryptor, envelope_length
 from gateway.crypto.fields import encrypt_form_fields, encrypt_json_fields
 from gateway.crypto.token import seal_field
 from gateway.errors import (
+    BadGateway,
     BadRequest,
     Forbidden,
     PayloadTooLarge,
@@ -32,9 +34,10 @@ from gateway.transform.multipart import (
     rewrite_multipart,
 )
 
-__all__ = ["scope_of", "transform_request", "DATAKEYS"]
+__all__ = ["DATAKEYS", "key_unavailable", "scope_of", "transform_request"]
 
 DATAKEYS = "datakeys"
+log = logging.getLogger("gateway.crypto")
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 # A rewritten multipart body this small is checked whole before the upstream sees a byte.
@@ -52,6 +55,20 @@ def scope_of(ex: Exchange, enc: Encrypt) -> str:
             raise Forbidden("encrypt_scope_role_not_held")
         return enc.scope
     return f"user:{ex.identity.user}"
+
+
+def key_unavailable(exc: CryptoError) -> BadGateway:
+    """A data key that cannot be unwrapped (its KEK left the config before `keys rewrap`):
+    fail closed with 502. The message names a kek id or scope, never key bytes."""
+    log.error("data key unavailable: %s", exc)
+    return BadGateway("encrypt_key_unavailable")
+
+
+async def _active(datakeys: DataKeys, scope: str) -> tuple[int, bytes]:
+    try:
+        return await datakeys.active(scope)
+    except CryptoError as exc:
+        raise key_unavailable(exc) from None
 
 
 def _media(headers: CIMultiDict[str]) -> str:
@@ -107,7 +124,7 @@ async def transform_request(
     if kind is None or body is None:
         return body
     if kind == "body":
-        version, key = await datakeys.active(scope)
+        version, key = await _active(datakeys, scope)
         content_type = headers.get("Content-Type", "")
         try:
             encryptor = EnvelopeEncryptor(key, scope, version, content_type)
@@ -131,7 +148,7 @@ async def transform_request(
     if headers.get("Content-Encoding", "identity").strip().lower() != "identity":
         raise UnsupportedMediaType("encrypt_encoded_body")
     raw = await _read_all(body, max_body)
-    version, key = await datakeys.active(scope)
+    version, key = await _active(datakeys, scope)
 
     def seal(value: bytes) -> str:
         try:
@@ -173,7 +190,7 @@ async def _multipart(
         raise BadRequest("encrypt_unparsable_body") from None
     if headers.get("Content-Encoding", "identity").strip().lower() != "identity":
         raise UnsupportedMediaType("encrypt_encoded_body")
-    version, key = await datakeys.active(scope)
+    version, key = await _active(datakeys, scope)
     counter = CRYPTO_BYTES.labels("encrypt")
 
     def seal(value: bytes) -> str:

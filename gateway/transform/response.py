@@ -20,7 +20,7 @@ from gateway.crypto.token import make_opener
 from gateway.errors import BadGateway
 from gateway.exchange import Exchange
 from gateway.metrics import CRYPTO_BYTES
-from gateway.transform.request import scope_of
+from gateway.transform.request import key_unavailable, scope_of
 
 __all__ = ["response_filter", "TokenFilter", "EnvelopeFilter"]
 
@@ -56,7 +56,10 @@ class TokenFilter:
             async for chunk in chunks:
                 yield chunk
             return
-        keys = await self._datakeys.all_keys(self._scope)
+        try:
+            keys = await self._datakeys.all_keys(self._scope)
+        except CryptoError as exc:
+            raise key_unavailable(exc) from None
         opener = make_opener(self._scope, keys)
         counter = CRYPTO_BYTES.labels("decrypt")
 
