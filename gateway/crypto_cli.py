@@ -102,6 +102,13 @@ def cmd_rewrap(args: argparse.Namespace) -> int:
             await _record_failure(k.audit, "key.rewrap_failed", exc)
             raise
         await _record_rewrap(k.audit, report, secrets)
+        failed = len(report.failed) + len(secrets.failed)
+        if failed:
+            # Rows under a KEK no longer configured (or corrupt) would stop decrypting.
+            return fail(
+                f"{failed} wrapped key(s) or MFA secret(s) could not be rewrapped: keep their "
+                "old KEK listed under keys.kek and run `gateway keys rewrap` again"
+            )
         return EXIT_OK
 
     return _run(args, action)

@@ -37,7 +37,9 @@ def test_rotate_and_rewrap_via_the_cli_leave_events_with_counts_and_failures(tmp
 
     # k1 is gone: alice's row cannot be rewrapped, staff's row (k3) can
     use_keys(config, "k2", "k2", "k3")
-    ok(config, "keys", "rewrap")
+    partial_run = gateway_cli(config, "keys", "rewrap")
+    assert partial_run.returncode == 1, partial_run.stderr  # a row left behind is a failure
+    assert "could not be rewrapped" in partial_run.stderr
     # k1 is back: alice's row is rewrapped now, staff's is already under k2
     use_keys(config, "k2", "k1", "k2")
     ok(config, "keys", "rewrap")
