@@ -23,7 +23,7 @@ from gateway.access import enforce, match_rule
 from gateway.auth.identify import load_identity
 from gateway.canonical import BadPath, canonicalize
 from gateway.errors import BadRequest, PayloadTooLarge
-from gateway.exchange import EXCHANGE, Exchange
+from gateway.exchange import CURRENT, EXCHANGE, Exchange
 from gateway.headers import client_view, downstream_headers, request_id, upstream_headers
 from gateway.proxy import limited_body
 from gateway.state import GATEWAY, Gateway
@@ -50,6 +50,7 @@ def begin(request: web.Request, gw: Gateway) -> Exchange:
     )
     ex = Exchange(request, target, view, request_id(request.headers), time.monotonic())
     request[EXCHANGE] = ex
+    CURRENT.set(ex)
     return ex
 
 

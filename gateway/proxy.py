@@ -20,7 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway.errors import BadGateway, GatewayTimeout, PayloadTooLarge
+from gateway.errors import BadGateway, GatewayError, GatewayTimeout, PayloadTooLarge
 from gateway.metrics import UPSTREAM_DURATION, UPSTREAM_ERRORS, UPSTREAM_UP
 
 __all__ = ["BodyFilter", "UpstreamClient", "limited_body"]
@@ -96,14 +96,14 @@ class UpstreamClient:
         body_filter: BodyFilter | None = None,
     ) -> web.StreamResponse:
         """Send the request upstream and stream the answer to the client."""
-        too_large = False
+        body_error: GatewayError | None = None
 
-        def overflow() -> None:
-            nonlocal too_large
-            too_large = True
+        def failed(exc: GatewayError) -> None:
+            nonlocal body_error
+            body_error = exc
 
         if isinstance(body, AsyncIterator):
-            body = _watch(body, overflow)
+            body = _watch(body, failed)
         started = time.monotonic()
         try:
             upstream = await self.session.request(
@@ -121,8 +121,9 @@ class UpstreamClient:
             UPSTREAM_ERRORS.labels("timeout").inc()
             raise GatewayTimeout("upstream_timeout") from None
         except aiohttp.ClientError as exc:
-            if too_large:
-                raise PayloadTooLarge("body_over_limit") from None
+            if body_error is not None:
+                # The body (its size limit, a transform) failed: the upstream got no end.
+                raise body_error from None
             UPSTREAM_ERRORS.labels(_kind(exc)).inc()
             UPSTREAM_UP.set(0)
             raise BadGateway(_kind(exc)) from None
@@ -229,12 +230,14 @@ class UpstreamClient:
         return client
 
 
-async def _watch(body: AsyncIterator[bytes], overflow: Callable[[], None]) -> AsyncIterator[bytes]:
+async def _watch(
+    body: AsyncIterator[bytes], failed: Callable[[GatewayError], None]
+) -> AsyncIterator[bytes]:
     try:
         async for chunk in body:
             yield chunk
-    except PayloadTooLarge:
-        overflow()
+    except GatewayError as exc:
+        failed(exc)
         raise
 
 

@@ -1,8 +1,9 @@
 """Audit events of the account and session layer, appended to the store's audit stream.
 
-One JSON object per event: time, event, user, ip, user agent, request id, outcome, and a few
-named extra fields. Never a password, a session id, a cookie or a hash: callers pass only the
-fields below, and `extra` values are short machine-readable reasons.
+One JSON object per event: time, event, user, ip, user agent, request id, rule (the policy
+rule of the request, `ex.rule_name`), outcome, and a few named extra fields. Never a password,
+a session id, a cookie or a hash: callers pass only the fields below, and `extra` values are
+short machine-readable reasons.
 
 With `audit.log` set to a file path, each event's JSON line is also appended to that file
 (created 0600). The write runs in a worker thread, one `os.write` on an O_APPEND descriptor
@@ -20,6 +21,7 @@ import os
 from pathlib import Path
 
 from gateway.clock import Clock
+from gateway.config import Config
 from gateway.exchange import Exchange
 from gateway.metrics import AUTH_ATTEMPTS
 from gateway.store.base import Store
@@ -40,6 +42,12 @@ class Audit:
         self.clock = clock
         self.file = file
 
+    @classmethod
+    def for_config(cls, store: Store, clock: Clock, config: Config) -> Audit:
+        """The writer `audit.log` asks for: "stdout" writes no file, a path is under base_dir."""
+        sink = config.audit.log
+        return cls(store, clock, file=None if sink == "stdout" else config.base_dir / sink)
+
     async def record(
         self,
         event: str,
@@ -47,6 +55,7 @@ class Audit:
         user: str | None,
         outcome: str,
         ex: Exchange | None = None,
+        rule: str | None = None,
         **extra: str,
     ) -> None:
         entry: dict[str, object] = {
@@ -56,6 +65,7 @@ class Audit:
             "ip": ex.view.ip if ex else None,
             "user_agent": ex.request.headers.get("User-Agent", "")[:256] if ex else None,
             "request_id": ex.rid if ex else None,
+            "rule": rule if rule is not None else (ex.rule_name if ex else None),
             "outcome": outcome,
             **extra,
         }

@@ -44,8 +44,7 @@ def make_auth(config: Config, store: Store, clock: Clock, keyring: Keyring | Non
         idle=config.session.idle_timeout,
         absolute=config.session.absolute_timeout,
     )
-    sink = config.audit.log
-    audit = Audit(store, clock, file=None if sink == "stdout" else config.base_dir / sink)
+    audit = Audit.for_config(store, clock, config)
     lockout = Regulator(store, clock, config.lockout, audit=audit)
     mfa = MfaService(store, clock, users, settings_of(config.mfa), keyring)
     return Auth(users, sessions, audit, lockout, mfa)

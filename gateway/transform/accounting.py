@@ -1,7 +1,8 @@
 """Metrics and audit of the encryption steps, from what the transforms noted on the Exchange.
 
 Counts `gateway_crypto_operations_total{op,result}` (bounded labels) and writes a
-`decrypt.failed` audit event when a response carried tampered tokens or a corrupt envelope.
+`decrypt.failed` audit event when a response carried tampered tokens or a corrupt envelope,
+and an `encrypt.failed` one when a body on an encrypting rule could not be parsed (400).
 Never sees or records plaintext, tokens or keys: only the counts the transforms left.
 """
 
@@ -24,6 +25,7 @@ async def account(ex: Exchange, gw: Gateway) -> None:
         CRYPTO_OPS.labels("encrypt", "ok").inc()
     if "encrypt_error" in notes:
         CRYPTO_OPS.labels("encrypt", "invalid").inc()
+        await _audit(ex, gw, "encrypt.failed", 1)
     counts = notes.get("tokens")
     invalid = 0
     if counts is not None:
@@ -38,16 +40,16 @@ async def account(ex: Exchange, gw: Gateway) -> None:
         if status == "invalid":
             invalid += 1
     if invalid:
-        await _audit(ex, gw, invalid)
+        await _audit(ex, gw, "decrypt.failed", invalid)
 
 
-async def _audit(ex: Exchange, gw: Gateway, invalid: int) -> None:
+async def _audit(ex: Exchange, gw: Gateway, event: str, invalid: int) -> None:
     auth = gw.services.get("auth")
     if auth is None:
         return
     try:
         await auth.audit.record(
-            "decrypt.failed",
+            event,
             user=ex.identity.user if ex.identity else None,
             outcome="invalid",
             ex=ex,
@@ -55,4 +57,4 @@ async def _audit(ex: Exchange, gw: Gateway, invalid: int) -> None:
             count=str(invalid),
         )
     except Exception:  # noqa: BLE001 - the answer is already sent; keep the log line
-        log.warning("could not record decrypt.failed", extra={"fields": {"rule": ex.rule_name}})
+        log.warning("could not record %s", event, extra={"fields": {"rule": ex.rule_name}})

@@ -6,16 +6,18 @@ be parsed is refused (400) and never forwarded as plaintext. Never logs values o
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from multidict import CIMultiDict
 
-from gateway.crypto import FieldError
+from gateway.crypto import CryptoError, FieldError
 from gateway.crypto.datakeys import DataKeys
 from gateway.crypto.envelope import ENVELOPE_CONTENT_TYPE, EnvelopeEncryptor, envelope_length
 from gateway.crypto.fields import encrypt_form_fields, encrypt_json_fields
 from gateway.crypto.token import seal_field
 from gateway.errors import (
+    BadGateway,
     BadRequest,
     Forbidden,
     PayloadTooLarge,
@@ -23,12 +25,23 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.exchange import Exchange
+from gateway.metrics import CRYPTO_BYTES
 from gateway.policy.model import Encrypt
+from gateway.transform.multipart import (
+    MultipartSealer,
+    boundary_of,
+    new_boundary,
+    rewrite_multipart,
+)
 
-__all__ = ["scope_of", "transform_request", "DATAKEYS"]
+__all__ = ["DATAKEYS", "key_unavailable", "scope_of", "transform_request"]
 
 DATAKEYS = "datakeys"
+log = logging.getLogger("gateway.crypto")
 FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+# A rewritten multipart body this small is checked whole before the upstream sees a byte.
+LOOKAHEAD = 1 << 20
 _JSON = "application/json"
 
 
@@ -42,6 +55,20 @@ def scope_of(ex: Exchange, enc: Encrypt) -> str:
             raise Forbidden("encrypt_scope_role_not_held")
         return enc.scope
     return f"user:{ex.identity.user}"
+
+
+def key_unavailable(exc: CryptoError) -> BadGateway:
+    """A data key that cannot be unwrapped (its KEK left the config before `keys rewrap`):
+    fail closed with 502. The message names a kek id or scope, never key bytes."""
+    log.error("data key unavailable: %s", exc)
+    return BadGateway("encrypt_key_unavailable")
+
+
+async def _active(datakeys: DataKeys, scope: str) -> tuple[int, bytes]:
+    try:
+        return await datakeys.active(scope)
+    except CryptoError as exc:
+        raise key_unavailable(exc) from None
 
 
 def _media(headers: CIMultiDict[str]) -> str:
@@ -65,9 +92,11 @@ async def _envelope(
     body: AsyncIterator[bytes] | None, encryptor: EnvelopeEncryptor
 ) -> AsyncIterator[bytes]:
     yield encryptor.header()
+    counter = CRYPTO_BYTES.labels("encrypt")
     if body is not None:
         async for chunk in body:
             out = encryptor.update(chunk)
+            counter.inc(len(chunk))
             if out:
                 yield bytes(out)
     yield encryptor.finish()
@@ -95,7 +124,7 @@ async def transform_request(
     if kind is None or body is None:
         return body
     if kind == "body":
-        version, key = await datakeys.active(scope)
+        version, key = await _active(datakeys, scope)
         content_type = headers.get("Content-Type", "")
         try:
             encryptor = EnvelopeEncryptor(key, scope, version, content_type)
@@ -110,8 +139,8 @@ async def transform_request(
         return _envelope(body, encryptor)
     media = _media(headers)
     if kind == "form_fields":
-        if media == "multipart/form-data":
-            raise UnsupportedMediaType("encrypt_multipart_unsupported")
+        if media == MULTIPART:
+            return await _multipart(ex, datakeys, scope, headers, body, enc.form_fields)
         if media != FORM:
             raise UnsupportedMediaType("encrypt_form_expected")
     elif media != _JSON and not media.endswith("+json"):
@@ -119,13 +148,15 @@ async def transform_request(
     if headers.get("Content-Encoding", "identity").strip().lower() != "identity":
         raise UnsupportedMediaType("encrypt_encoded_body")
     raw = await _read_all(body, max_body)
-    version, key = await datakeys.active(scope)
+    version, key = await _active(datakeys, scope)
 
     def seal(value: bytes) -> str:
         try:
-            return seal_field(key, scope, version, value)
+            token = seal_field(key, scope, version, value)
         except ValueError:
             raise FieldError("field value too large") from None
+        CRYPTO_BYTES.labels("encrypt").inc(len(value))
+        return token
 
     try:
         if kind == "form_fields":
@@ -138,3 +169,76 @@ async def transform_request(
     headers["Content-Length"] = str(len(out))
     ex.notes["encrypt"] = kind
     return out
+
+
+async def _multipart(
+    ex: Exchange,
+    datakeys: DataKeys,
+    scope: str,
+    headers: CIMultiDict[str],
+    body: AsyncIterator[bytes],
+    names: tuple[str, ...],
+) -> AsyncIterator[bytes] | bytes:
+    """Rewrite a multipart/form-data body (see multipart.py). Up to LOOKAHEAD bytes of output
+    are produced before anything is sent: a small body is checked whole (a malformed one never
+    reaches the upstream) and forwarded with its length; a larger one streams on, chunked, and
+    a fault found later aborts the upstream request before its end (never a complete body)."""
+    try:
+        boundary = boundary_of(headers.get("Content-Type", ""))
+    except FieldError as exc:
+        ex.notes["encrypt_error"] = type(exc).__name__
+        raise BadRequest("encrypt_unparsable_body") from None
+    if headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        raise UnsupportedMediaType("encrypt_encoded_body")
+    version, key = await _active(datakeys, scope)
+    counter = CRYPTO_BYTES.labels("encrypt")
+
+    def seal(value: bytes) -> str:
+        try:
+            return seal_field(key, scope, version, value)
+        except ValueError:
+            raise FieldError("field value too large") from None
+
+    sealer = MultipartSealer(
+        names=frozenset(names),
+        seal=seal,
+        encryptor=lambda content_type: EnvelopeEncryptor(key, scope, version, content_type),
+        counted=counter.inc,
+    )
+    out_boundary = new_boundary()
+    stream = _guarded(ex, rewrite_multipart(body, boundary, out_boundary, sealer))
+    held: list[bytes] = []
+    size = 0
+    async for chunk in stream:
+        held.append(chunk)
+        size += len(chunk)
+        if size >= LOOKAHEAD:
+            break
+    else:
+        whole = b"".join(held)
+        headers["Content-Type"] = f"{MULTIPART}; boundary={out_boundary}"
+        headers["Content-Length"] = str(len(whole))
+        ex.notes["encrypt"] = "form_fields"
+        return whole
+    headers["Content-Type"] = f"{MULTIPART}; boundary={out_boundary}"
+    headers.pop("Content-Length", None)
+    ex.notes["encrypt"] = "form_fields"
+    return _resume(held, stream)
+
+
+async def _guarded(ex: Exchange, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in stream:
+            yield chunk
+    except FieldError as exc:
+        ex.notes["encrypt_error"] = type(exc).__name__
+        ex.notes.pop("encrypt", None)
+        raise BadRequest("encrypt_unparsable_body") from None
+
+
+async def _resume(held: list[bytes], stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in held:
+        yield chunk
+    held.clear()
+    async for chunk in stream:
+        yield chunk

@@ -16,12 +16,15 @@ from gateway.crypto import CryptoError, DecryptError
 from gateway.crypto.datakeys import DataKeys
 from gateway.crypto.envelope import EnvelopeDecryptor, parse_header
 from gateway.crypto.stream_tokens import TokenReplacer, escaper_for
-from gateway.crypto.token import make_opener
+from gateway.crypto.token import TOKEN_PREFIX, make_opener
 from gateway.errors import BadGateway
 from gateway.exchange import Exchange
-from gateway.transform.request import scope_of
+from gateway.metrics import CRYPTO_BYTES
+from gateway.transform.request import key_unavailable, scope_of
 
 __all__ = ["response_filter", "TokenFilter", "EnvelopeFilter"]
+
+_PREFIX = TOKEN_PREFIX.encode("ascii")
 
 
 def response_filter(ex: Exchange, datakeys: DataKeys) -> TokenFilter | EnvelopeFilter | None:
@@ -55,16 +58,39 @@ class TokenFilter:
             async for chunk in chunks:
                 yield chunk
             return
-        keys = await self._datakeys.all_keys(self._scope)
-        replacer = TokenReplacer(make_opener(self._scope, keys), self._escape)
+        counter = CRYPTO_BYTES.labels("decrypt")
+        opener: Callable[[str], bytes | None] | None = None
+
+        def open_token(token: str) -> bytes | None:
+            if opener is None:  # cannot happen: keys load before a token prefix is fed
+                raise RuntimeError("token keys not loaded")
+            plaintext = opener(token)
+            if plaintext is not None:
+                counter.inc(len(plaintext))
+            return plaintext
+
+        replacer = TokenReplacer(open_token, self._escape)
         self._ex.notes["tokens"] = replacer.counts
+        carry = b""
         async for chunk in chunks:
+            # The keys (a store read) are fetched only once a token prefix shows up, also
+            # across a chunk boundary: most answers (redirects, acks) carry no token.
+            if opener is None and (_PREFIX in chunk or _PREFIX in carry + chunk[:4]):
+                opener = await self._opener()
+            carry = chunk[-4:]
             out = replacer.feed(chunk)
             if out:
                 yield out
         tail = replacer.finish()
         if tail:
             yield tail
+
+    async def _opener(self) -> Callable[[str], bytes | None]:
+        try:
+            keys = await self._datakeys.all_keys(self._scope)
+        except CryptoError as exc:
+            raise key_unavailable(exc) from None
+        return make_opener(self._scope, keys)
 
 
 class EnvelopeFilter:
@@ -130,12 +156,14 @@ class EnvelopeFilter:
 
         rest = bytes(buf[header.length :])
         del buf
+        counter = CRYPTO_BYTES.labels("decrypt")
         try:
             pending = [rest]
             while True:
                 for data in pending:
                     out = decryptor.update(data)
                     if out:
+                        counter.inc(len(out))
                         announce()
                         yield bytes(out)
                 nxt = await anext(chunks, None)
@@ -148,5 +176,6 @@ class EnvelopeFilter:
             raise BadGateway("encrypt_response_undecryptable") from None
         announce()
         self._ex.notes["decrypt"] = "ok"
+        counter.inc(len(out))
         if out:
             yield bytes(out)

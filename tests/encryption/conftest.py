@@ -3,6 +3,7 @@ stores exactly what it receives and serves it back."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,10 @@ POLICY = """rules:
     match: {paths: ["/team/**"]}
     access: authenticated
     encrypt: {request: {form_fields: [title]}, response: tokens, scope: "role:staff"}
+  - name: upload
+    match: {paths: ["/upload/**"]}
+    access: authenticated
+    encrypt: {request: {form_fields: [title, doc]}, response: tokens}
   - name: raw
     match: {paths: ["/raw/**"]}
     access: public
@@ -65,6 +70,16 @@ def store_app(store: Store) -> web.Application:
         if request.query.get("as") == "html":
             content_type = "text/html; charset=utf-8"
             body = b"<p>" + body + b"</p>"
+        split = request.query.get("split")
+        if split is not None:
+            # Two writes with a pause between: the gateway sees the body in two chunks.
+            resp = web.StreamResponse(headers={"Content-Type": content_type})
+            await resp.prepare(request)
+            await resp.write(body[: int(split)])
+            await asyncio.sleep(0.05)
+            await resp.write(body[int(split) :])
+            await resp.write_eof()
+            return resp
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     app = web.Application(client_max_size=64 << 20)

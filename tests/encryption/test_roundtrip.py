@@ -164,5 +164,23 @@ async def test_unparsable_json_is_400(egw: AuthGw, store_upstream: Store) -> Non
         async with s.post(
             egw.url + "/form/mp", data=b"x", headers={"Content-Type": "multipart/form-data; b=1"}
         ) as r:
-            assert r.status == 415
+            assert r.status == 400
     assert not any("bad" in h or "mp" in h for h in store_upstream.hits)
+
+
+async def test_token_split_across_chunks(egw: AuthGw, store_upstream: Store) -> None:
+    async with egw.client() as s:
+        await egw.login(s, "alice")
+        async with s.post(egw.url + "/form/s", data={"title": SECRET}) as r:
+            assert r.status == 204
+        stored = store_upstream.bodies["s"][1]
+        start = stored.index(b"gwe1.")
+        # Cut before, inside and just after the "gwe1." prefix, and inside the token body.
+        for split in range(start - 1, start + 8):
+            async with s.get(egw.url + f"/form/s?split={split}") as r:
+                assert r.status == 200
+                assert await r.text() == f"title={SECRET}", split
+        # An answer without any token still passes through untouched.
+        store_upstream.bodies["none"] = ("text/plain", b"no tokens here: gwe1 gwe gw")
+        async with s.get(egw.url + "/form/none?split=20") as r:
+            assert await r.read() == b"no tokens here: gwe1 gwe gw"
