@@ -171,3 +171,27 @@ def test_the_apikeys_verb_exists_only_with_the_plugin(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["apikeys", "list", "-c", str(tmp_path / "gateway.yaml")])
     assert info.value.code == 2 and "invalid choice: 'apikeys'" in capsys.readouterr().err
+
+
+async def test_with_a_session_the_key_is_ignored_and_still_stripped(cli, keyed, recorder):
+    from tests.auth.conftest import PASSWORD
+
+    key = await create(cli, keyed, "robot", "admin")
+    await keyed.gw.services["auth"].users.add("alice", PASSWORD, roles=["staff"])
+    async with keyed.client() as s:
+        await keyed.login(s)
+        headers = {**JSON, "Authorization": f"Bearer {key}"}
+        async with s.get(keyed.url + "/admin/x", headers=headers) as r:
+            assert r.status == 403  # alice's session decides: she is not admin
+        async with s.get(keyed.url + "/private/x", headers=headers) as r:
+            assert r.status == 200
+    seen = recorder.seen[-1]["headers"]
+    assert seen["X-Forwarded-User"] == "alice" and "Authorization" not in seen
+
+
+async def test_a_store_outage_fails_a_keyed_request_closed(cli, keyed, recorder, tmp_path):
+    key = await create(cli, keyed, "outage", "admin")
+    store = keyed.gw.services["store"]
+    await store.close()  # the store is gone for this worker
+    assert (await call(keyed, "/private/x", key))[0] == 503
+    assert recorder.seen == []

@@ -52,3 +52,16 @@ async def test_the_socket_peer_counts_when_it_is_listed(plugin_gateway, recorder
     gw = await plugin_gateway([{"use": USE, "with": {"rules": {"open": ["127.0.0.0/8"]}}}])
     status, _ = await fetch(gw, "/open/x", "192.0.2.1")
     assert status == 200 and len(recorder.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("ip", "allowed"),
+    [("10.1.2.3", True), ("::ffff:10.1.2.3", True), ("10.2.0.1", False), ("", False),
+     ("not-an-ip", False), ("2001:db8::1", True), ("2001:db9::1", False)],
+)  # fmt: skip
+def test_address_matching_table(ip, allowed):
+    from plugins.ip_allowlist import Options, Plugin
+
+    plugin = Plugin(Options(rules={"admin": ("10.1.0.0/16", "2001:db8::/32")}))
+    assert plugin.allowed("admin", ip) is allowed
+    assert plugin.allowed("other", ip) is True
