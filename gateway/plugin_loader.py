@@ -90,6 +90,9 @@ def _validate(cls: type, options: dict[str, Any], base_dir: Path) -> BaseModel |
 def _show(key: str, value: object) -> str:
     if _SECRETISH.search(key.rpartition(".")[2]):
         return "<redacted>"
+    if isinstance(value, dict):
+        # Key names only: a mapping (a whole `with:` block) may hold a secret under any name.
+        return "{" + ", ".join(f"{k}: ..." for k in map(str, value)) + "}"
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 

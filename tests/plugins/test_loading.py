@@ -204,3 +204,13 @@ def test_gateway_check_finds_an_entry_point_plugin_in_a_fresh_process(tmp_path):
     assert done.returncode == 0, done.stderr
     done = gateway_cli("check", "-c", "gateway.yaml", cwd=tmp_path)  # not installed here
     assert done.returncode == 1 and "no plugin named 'acme'" in done.stderr
+
+
+def test_a_whole_options_block_is_shown_by_its_key_names_only(tmp_path):
+    ref = {"use": "plugins.breached_passwords", "with": {"min_count": 1, "timeout": "1s"}}
+    with pytest.raises(ConfigError) as info:
+        config_with(tmp_path, [ref])
+    assert [str(p) for p in info.value.problems] == [
+        "plugins.0.with: plugin plugins.breached_passwords: expected `path` (offline range "
+        "files) or `api_url` (or both) (got {min_count: ..., timeout: ...})"
+    ]
