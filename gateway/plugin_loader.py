@@ -137,7 +137,12 @@ def instantiate(refs: tuple[Any, ...], base_dir: Path) -> list[LoadedPlugin]:
     for ref in refs:
         cls = find_plugin(ref.use)
         options = _validate(cls, dict(ref.with_), base_dir)
-        instance = cls(options) if options is not None else cls()
+        try:
+            instance = cls(options) if options is not None else cls()
+        except Exception as exc:  # noqa: BLE001 - reported with the plugin's name
+            raise PluginStartError(
+                f"plugin {ref.use}: could not be created ({_reason(exc)})"
+            ) from None
         loaded.append(LoadedPlugin(ref.use, instance))
     return loaded
 

@@ -175,3 +175,19 @@ async def test_shutdown_hook_runs_at_clean_up(plugin_gateway):
 
 def test_recording_plugin_is_a_plain_class():
     assert recording_plugin.Plugin.Options is recording_plugin.Options
+
+
+async def test_a_plugin_whose_constructor_raises_stops_start_up_cleanly(
+    recorder, tmp_path, monkeypatch
+):
+    from tests.plugins import no_options_plugin
+
+    monkeypatch.setattr(no_options_plugin, "Plugin", no_options_plugin.Exploding)
+    config = gateway_config(
+        recorder.url, tmp_path, plugins=[{"use": "tests.plugins.no_options_plugin"}]
+    )
+    with pytest.raises(StartupError) as info:
+        await build(config)
+    assert str(info.value) == (
+        "plugin tests.plugins.no_options_plugin: could not be created (RuntimeError)"
+    )
