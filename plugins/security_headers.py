@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 from multidict import CIMultiDict
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.exchange import Exchange
 
@@ -38,6 +38,14 @@ class Headers(BaseModel):
     frame_options: Literal["DENY", "SAMEORIGIN", "off"] | None = None
     content_security_policy: str | None = None
     override: bool | None = None
+    enabled: bool = True  # `rules: {NAME: false}` is `{enabled: false}`
+
+    @field_validator("referrer_policy", "content_security_policy", check_fields=False)
+    @classmethod
+    def _header_value(cls, v: str | None) -> str | None:
+        if v is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in v):
+            raise ValueError("expected a header value without control characters")
+        return v
 
 
 class Options(Headers):
@@ -49,14 +57,26 @@ class Options(Headers):
     frame_options: Literal["DENY", "SAMEORIGIN", "off"] = "DENY"
     content_security_policy: str = ""  # for proxied answers; empty: none added
     override: bool = False
-    gateway_csp: str = GATEWAY_CSP
-    rules: dict[str, Headers | Literal[False]] = Field(default_factory=dict)
+    gateway_csp: str = Field(GATEWAY_CSP, pattern=r"^[^\x00-\x1f\x7f]*$")
+    rules: dict[str, Headers] = Field(default_factory=dict)
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _switches(cls, v: object) -> object:
+        if isinstance(v, dict):
+            return {k: {"enabled": r} if isinstance(r, bool) else r for k, r in v.items()}
+        return v
+
+
+def _merged(options: Options, rule: Headers | None) -> dict[str, object]:
+    merged = options.model_dump(exclude={"rules", "gateway_csp", "enabled"})
+    if rule is not None:
+        merged.update(rule.model_dump(exclude_none=True, exclude={"enabled"}))
+    return merged
 
 
 def _headers_for(options: Options, rule: Headers | None) -> tuple[tuple[str, str], ...] | None:
-    merged = options.model_dump(exclude={"rules", "gateway_csp"})
-    if rule is not None:
-        merged.update(rule.model_dump(exclude_none=True))
+    merged = _merged(options, rule)
     out: list[tuple[str, str]] = []
     if merged["content_type_options"]:
         out.append(("X-Content-Type-Options", "nosniff"))
@@ -70,9 +90,7 @@ def _headers_for(options: Options, rule: Headers | None) -> tuple[tuple[str, str
 
 
 def _hsts(options: Options, rule: Headers | None) -> str | None:
-    merged = options.model_dump(exclude={"rules", "gateway_csp"})
-    if rule is not None:
-        merged.update(rule.model_dump(exclude_none=True))
+    merged = _merged(options, rule)
     if not merged["hsts"]:
         return None
     value = f"max-age={merged['hsts_max_age']}"
@@ -85,10 +103,10 @@ class Plugin:
     def __init__(self, options: Options) -> None:
         self.options = options
         # Precomputed per rule: the hook does no parsing on the request path.
-        self._default = self._compile(None)
+        self._default = self._compile(None) if options.enabled else None
         self._rules: dict[str, tuple | None] = {}
         for name, rule in options.rules.items():
-            self._rules[name] = None if rule is False else self._compile(rule)
+            self._rules[name] = self._compile(rule) if rule.enabled else None
 
     def _compile(self, rule: Headers | None) -> tuple:
         override = self.options.override

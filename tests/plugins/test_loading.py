@@ -81,6 +81,19 @@ BAD = [
         "expected an http(s) URL",
     ),
     ({"use": "not a module name"}, "plugins.0.use", "should match pattern"),
+    (
+        {"use": "plugins.security_headers", "with": {"referrer_policy": "x\r\nSet-Cookie: a=b"}},
+        "plugins.0.with.referrer_policy",
+        "expected a header value without control characters",
+    ),
+    (
+        {
+            "use": "plugins.security_headers",
+            "with": {"rules": {"r": {"content_security_policy": "a\nb"}}},
+        },
+        "plugins.0.with.rules.r.content_security_policy",
+        "without control characters",
+    ),
 ]
 
 

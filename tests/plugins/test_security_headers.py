@@ -92,3 +92,15 @@ async def test_frame_options_values(plugin_gateway, value):
     gw = await plugin_gateway([{"use": USE, "with": {"frame_options": value}}])
     _, h = await get(gw, "/open/x")
     assert h.get("X-Frame-Options") == (None if value == "off" else value)
+
+
+async def test_disabled_by_default_enabled_on_one_rule(plugin_gateway):
+    options = {
+        "enabled": False,
+        "rules": {"embed": {"enabled": True, "referrer_policy": "no-referrer"}},
+    }
+    gw = await plugin_gateway([{"use": USE, "with": options}])
+    _, h = await get(gw, "/open/page")
+    assert "X-Frame-Options" not in h and "Referrer-Policy" not in h
+    _, h = await get(gw, "/embed/page")
+    assert h["Referrer-Policy"] == "no-referrer" and h["X-Frame-Options"] == "DENY"
