@@ -86,6 +86,22 @@ def range_lookup(text: str, suffix: str) -> int:
     return found
 
 
+MAX_RANGE = 1 << 20  # a real range answer is ~30 KiB, padded under 100 KiB
+
+
+class RangeTooLarge(Exception):
+    """The range API sent more than any real range answer holds."""
+
+
+async def _bounded_text(resp: aiohttp.ClientResponse) -> str:
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_RANGE:
+            raise RangeTooLarge
+    return body.decode("ascii", errors="replace")
+
+
 def _read_range(folder: Path, prefix: str) -> str:
     for name in (prefix, prefix + ".txt"):
         try:
@@ -128,8 +144,8 @@ class Plugin:
             ) as resp:
                 if resp.status != 200:
                     raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
-                text = await resp.text()
-        except (TimeoutError, aiohttp.ClientError) as exc:
+                text = await _bounded_text(resp)
+        except (TimeoutError, aiohttp.ClientError, RangeTooLarge) as exc:
             log.warning("range API unavailable", extra={"fields": {"error": type(exc).__name__}})
             return CHECK_FAILED if self.options.on_error == "reject" else None
         return BREACHED if range_lookup(text, suffix) >= self.options.min_count else None

@@ -86,6 +86,10 @@ async def range_api():
     async def handler(request: web.Request) -> web.StreamResponse:
         state["paths"].append(request.path)
         await asyncio.sleep(state["delay"])
+        if state.get("flood"):
+            return web.Response(body=b"0" * (2 << 20))
+        if state.get("status"):
+            return web.Response(status=state["status"])
         prefix = request.match_info["prefix"]
         file = DATA / prefix
         body = file.read_text() if file.exists() else ""
@@ -142,3 +146,10 @@ async def test_the_offline_list_answers_before_the_api_is_asked(plugin_gateway, 
     gw = await plugin_gateway([{"use": USE, "with": options}])
     assert await add(gw, "e", BREACHED) == "password rejected: breached"
     assert range_api["paths"] == []
+
+
+@pytest.mark.parametrize("misbehaviour", [{"flood": True}, {"status": 500}, {"status": 429}])
+async def test_a_misbehaving_range_api_fails_closed(plugin_gateway, range_api, misbehaviour):
+    range_api.update(misbehaviour)
+    gw = await plugin_gateway([{"use": USE, "with": {"api_url": range_api["url"]}}])
+    assert await add(gw, "f", FRESH) == "password rejected: password_check_failed"
