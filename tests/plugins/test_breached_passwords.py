@@ -125,7 +125,7 @@ async def test_online_range_api_gets_only_the_prefix(plugin_gateway, range_api):
 async def test_an_unanswering_range_api_fails_as_configured(
     plugin_gateway, range_api, on_error, outcome
 ):
-    range_api["delay"] = 2.0
+    range_api["delay"] = 0.8
     options = {"api_url": range_api["url"], "timeout": "200ms", "on_error": on_error}
     gw = await plugin_gateway([{"use": USE, "with": options}])
     got = await add(gw, "c", FRESH)
