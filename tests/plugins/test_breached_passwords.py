@@ -60,7 +60,7 @@ async def test_password_endpoint_refuses_a_breached_password(plugin_gateway):
             assert r.status == 200
 
 
-def test_users_add_refuses_a_breached_password(tmp_path, monkeypatch, capsys):
+def test_users_add_and_passwd_refuse_a_breached_password(tmp_path, monkeypatch, capsys):
     path = tmp_path / "gateway.yaml"
     path.write_text(
         "upstream: {url: 'http://127.0.0.1:9'}\n"
@@ -76,6 +76,9 @@ def test_users_add_refuses_a_breached_password(tmp_path, monkeypatch, capsys):
         assert password not in out.out + out.err
         if code:
             assert "password rejected: breached" in out.err
+    monkeypatch.setattr(sys, "stdin", io.StringIO(BREACHED + "\n"))
+    assert main(["users", "passwd", "erin", "--password-stdin"]) == 1
+    assert "password rejected: breached" in capsys.readouterr().err
 
 
 @pytest.fixture
