@@ -5,6 +5,11 @@ browser GET/HEAD -> 302 to the login page or the MFA challenge/setup with a same
 API calls -> 401 JSON; missing role or deny -> 403; per-rule `rate_limit` -> 429 with
 Retry-After, counted in the store (fails closed when the store is down). Never decides access
 itself: `gateway.policy.decide` does; this module only answers for it.
+
+A 403 of a signed-in (or half signed-in) user is an `access.denied` audit event; the other
+refusals are only logged: a login or MFA challenge is the normal way to a protected page, and
+an anonymous hit on a `deny` rule is scanner noise that anyone could send at will to flush the
+capped audit stream (docs/operations.md, "What is audited").
 """
 
 from __future__ import annotations
@@ -14,7 +19,13 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from gateway.errors import Forbidden, MfaRequired, TooManyRequests, Unauthorized
+from gateway.errors import (
+    Forbidden,
+    MfaEnrollmentRequired,
+    MfaRequired,
+    TooManyRequests,
+    Unauthorized,
+)
 from gateway.exchange import Exchange
 from gateway.policy import Decision, PolicyHolder, Principal, decide
 from gateway.state import Gateway
@@ -64,17 +75,21 @@ async def enforce(ex: Exchange, gw: Gateway) -> web.StreamResponse | None:
     if decision.allowed:
         await _rate_limit(ex, gw)
         return None
-    log.info(
-        "access denied",
-        extra={
-            "fields": {
-                "rule": ex.rule_name,
-                "reason": decision.reason,
-                "request_id": ex.rid,
-                "outcome": decision.outcome,
-            }
-        },
-    )
+    user = principal_of(ex).user
+    if decision.outcome == "forbidden" and user is not None:
+        await _audit_denied(ex, gw, user, decision)
+    else:
+        log.info(
+            "access denied",
+            extra={
+                "fields": {
+                    "rule": ex.rule_name,
+                    "reason": decision.reason,
+                    "request_id": ex.rid,
+                    "outcome": decision.outcome,
+                }
+            },
+        )
     if decision.outcome == "forbidden":
         raise Forbidden(decision.reason)
     browser = not ex.wants_json and ex.request.method in ("GET", "HEAD")
@@ -85,7 +100,21 @@ async def enforce(ex: Exchange, gw: Gateway) -> web.StreamResponse | None:
     page = "/.gateway/mfa" if decision.outcome == "mfa" else "/.gateway/mfa/setup"
     if browser:
         return _redirect(page, ex)
+    if decision.outcome == "mfa_enroll":
+        raise MfaEnrollmentRequired(decision.reason)
     raise MfaRequired(decision.reason)
+
+
+async def _audit_denied(ex: Exchange, gw: Gateway, user: str, decision: Decision) -> None:
+    try:
+        await gw.services["auth"].audit.record(
+            "access.denied", user=user, outcome=decision.outcome, ex=ex, reason=decision.reason
+        )
+    except Exception as exc:  # noqa: BLE001 - the answer is a 403 either way
+        log.warning(
+            "could not record access.denied",
+            extra={"fields": {"rule": ex.rule_name, "error": type(exc).__name__}},
+        )
 
 
 def _redirect(page: str, ex: Exchange) -> web.Response:

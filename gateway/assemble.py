@@ -16,9 +16,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 import gateway.auth.api  # noqa: F401 - registers the account API endpoints
+import gateway.auth.mfa_pages  # noqa: F401 - registers the MFA endpoints
 import gateway.auth.pages  # noqa: F401 - registers login, logout and password endpoints
 from gateway.access import POLICY
 from gateway.app import build_app
+from gateway.audit_events import key_events, policy_events
 from gateway.auth.service import install as install_auth
 from gateway.clock import Clock
 from gateway.config import Config
@@ -26,9 +28,9 @@ from gateway.crypto import KeyMaterialError
 from gateway.crypto.datakeys import DataKeys
 from gateway.crypto.keyring import Keyring, dev_keyfile
 from gateway.hooks import PLUGINS
-from gateway.metrics import POLICY_RELOADS, RULES_LOADED
+from gateway.metrics import RULES_LOADED
 from gateway.plugin_loader import PluginLoadError, PluginStartError, open_plugins
-from gateway.policy import PolicyError, PolicyHolder
+from gateway.policy import PolicyError, PolicyHolder, ReloadResult
 from gateway.state import Gateway
 from gateway.store import open_store
 
@@ -56,8 +58,8 @@ async def build(
         raise StartupError(f"store.url: {exc}") from None
     gw.services["store"] = store
     gw.ready_checks.append(("store", store.ping))
-    gw.services["datakeys"] = DataKeys(store, keyring, gw.clock)
-    await install_auth(gw.services, config, store, gw.clock)
+    auth = await install_auth(gw.services, config, store, gw.clock, keyring)
+    gw.services["datakeys"] = DataKeys(store, keyring, gw.clock, on_event=key_events(auth.audit))
     try:
         hooks = await open_plugins(config, gw.services, gw.clock)
     except (PluginLoadError, PluginStartError) as exc:
@@ -69,7 +71,7 @@ async def build(
         await hooks.stop()
         await store.close()
 
-    holder = load_policy(config)
+    holder = load_policy(config, policy_events(auth.audit, asyncio.get_running_loop()))
     gw.services[POLICY] = holder
 
     async def policies_loaded() -> None:
@@ -80,14 +82,9 @@ async def build(
     app = build_app(gw, on_startup=[_start_watch(holder)], on_cleanup=[_stop_watch, close_store])
 
     def on_reload() -> None:
-        holder.reload()
-        RULES_LOADED.set(len(holder.current.rules))
+        holder.reload()  # the holder's hook counts, sets the rules gauge and audits
 
     return app, on_reload
-
-
-def _count_reload(result: str) -> None:
-    POLICY_RELOADS.labels(result).inc()
 
 
 def load_keyring(config: Config, dev: bool) -> Keyring:
@@ -113,14 +110,16 @@ def load_keyring(config: Config, dev: bool) -> Keyring:
         raise StartupError(str(exc), 2) from None
 
 
-def load_policy(config: Config) -> PolicyHolder:
+def load_policy(
+    config: Config, on_reload: Callable[[ReloadResult], None] | None = None
+) -> PolicyHolder:
     try:
         holder = PolicyHolder(
             list(config.policies),
             base_dir=config.base_dir,
             default_access=config.default_access,
             case_insensitive_paths=config.policy_options.case_insensitive_paths,
-            on_reload=_count_reload,
+            on_reload=on_reload,
         )
     except PolicyError as exc:
         raise StartupError(f"invalid policy:\n{exc}", 1) from None

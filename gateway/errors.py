@@ -16,6 +16,7 @@ __all__ = [
     "BadRequest",
     "Unauthorized",
     "MfaRequired",
+    "MfaEnrollmentRequired",
     "Forbidden",
     "NotFound",
     "MethodNotAllowed",
@@ -56,6 +57,10 @@ class InvalidCredentials(GatewayError):
 
 class MfaRequired(GatewayError):
     status, code = 401, "mfa_required"
+
+
+class MfaEnrollmentRequired(GatewayError):
+    status, code = 401, "mfa_enrollment_required"
 
 
 class Forbidden(GatewayError):

@@ -6,6 +6,7 @@ I/O. Handlers never re-derive the path or the client IP: they read them from the
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ from aiohttp import web
 from gateway.canonical import CanonicalTarget
 from gateway.headers import ClientView, Identity
 
-__all__ = ["Exchange", "EXCHANGE"]
+__all__ = ["Exchange", "EXCHANGE", "CURRENT"]
 
 
 @dataclass(slots=True)
@@ -41,3 +42,7 @@ class Exchange:
 
 
 EXCHANGE = web.RequestKey("exchange", Exchange)
+
+# The request being handled, for reports from layers that must not see the web layer (a data
+# key created on first use is audited with the request that caused it). Set by pipeline.begin.
+CURRENT: ContextVar[Exchange | None] = ContextVar("gateway_exchange", default=None)

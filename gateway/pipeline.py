@@ -28,7 +28,7 @@ from gateway.access import enforce, match_rule
 from gateway.auth.identify import load_identity
 from gateway.canonical import BadPath, canonicalize
 from gateway.errors import BadRequest, PayloadTooLarge
-from gateway.exchange import EXCHANGE, Exchange
+from gateway.exchange import CURRENT, EXCHANGE, Exchange
 from gateway.headers import client_view, downstream_headers, request_id, upstream_headers
 from gateway.hooks import EMPTY, PLUGINS, HookSet
 from gateway.proxy import limited_body
@@ -56,6 +56,7 @@ def begin(request: web.Request, gw: Gateway) -> Exchange:
     )
     ex = Exchange(request, target, view, request_id(request.headers), time.monotonic())
     request[EXCHANGE] = ex
+    CURRENT.set(ex)
     return ex
 
 

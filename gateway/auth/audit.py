@@ -1,8 +1,9 @@
 """Audit events of the account and session layer, appended to the store's audit stream.
 
-One JSON object per event: time, event, user, ip, user agent, request id, outcome, and a few
-named extra fields. Never a password, a session id, a cookie or a hash: callers pass only the
-fields below, and `extra` values are short machine-readable reasons.
+One JSON object per event: time, event, user, ip, user agent, request id, rule (the policy
+rule of the request, `ex.rule_name`), outcome, and a few named extra fields. Never a password,
+a session id, a cookie or a hash: callers pass only the fields below, and `extra` values are
+short machine-readable reasons.
 
 With `audit.log` set to a file path, each event's JSON line is also appended to that file
 (created 0600). The write runs in a worker thread, one `os.write` on an O_APPEND descriptor
@@ -21,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from gateway.clock import Clock
+from gateway.config import Config
 from gateway.exchange import Exchange
 from gateway.metrics import AUTH_ATTEMPTS
 from gateway.store.base import Store
@@ -30,6 +32,9 @@ __all__ = ["Audit"]
 log = logging.getLogger("gateway.audit")
 # Audit events that are also authentication attempts: (factor, result) labels, bounded.
 _ATTEMPTS = {"login.success": ("password", "success"), "login.failure": ("password", "failure")}
+# Second-factor events name their factor in the `factor` field.
+_FACTOR_RESULTS = {"mfa.success": "success", "mfa.failure": "failure"}
+_FACTORS = frozenset({"totp", "backup_code"})
 
 
 class Audit:
@@ -40,6 +45,12 @@ class Audit:
         # Plugins' `on_audit` hooks (guarded: an observer's failure is counted, not raised).
         self.observers: list[Callable[[dict[str, object]], Awaitable[None]]] = []
 
+    @classmethod
+    def for_config(cls, store: Store, clock: Clock, config: Config) -> Audit:
+        """The writer `audit.log` asks for: "stdout" writes no file, a path is under base_dir."""
+        sink = config.audit.log
+        return cls(store, clock, file=None if sink == "stdout" else config.base_dir / sink)
+
     async def record(
         self,
         event: str,
@@ -47,6 +58,7 @@ class Audit:
         user: str | None,
         outcome: str,
         ex: Exchange | None = None,
+        rule: str | None = None,
         **extra: str,
     ) -> None:
         entry: dict[str, object] = {
@@ -56,11 +68,14 @@ class Audit:
             "ip": ex.view.ip if ex else None,
             "user_agent": ex.request.headers.get("User-Agent", "")[:256] if ex else None,
             "request_id": ex.rid if ex else None,
+            "rule": rule if rule is not None else (ex.rule_name if ex else None),
             "outcome": outcome,
             **extra,
         }
         if event in _ATTEMPTS:
             AUTH_ATTEMPTS.labels(*_ATTEMPTS[event]).inc()
+        elif event in _FACTOR_RESULTS and extra.get("factor") in _FACTORS:
+            AUTH_ATTEMPTS.labels(extra["factor"], _FACTOR_RESULTS[event]).inc()
         line = json.dumps(entry, separators=(",", ":")).encode()
         if self.file is not None:
             # Before the store: the file keeps the trail while the store is down.

@@ -5,8 +5,7 @@ with a message naming what failed. Passwords come from `--password-stdin` or a g
 never from argv, and are never printed. Disabling or deleting a user and setting its password
 end all of its sessions. `unlock NAME` lifts the account's lockout and resets its failure count
 (gateway/auth/lockout.py), `unlock --ip ADDR` resets a client IP's counter, and `reset-mfa`
-clears the store kind "mfa" for the user (keys equal to the user key or starting with
-"<user key>:").
+clears every MFA record of the user (`gateway.auth.mfa.reset`): the next sign-in enrolls again.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+from gateway.auth.mfa import reset as reset_mfa
 from gateway.auth.service import AUTH, Auth, make_auth
 from gateway.auth.users import User, UserExists, UserNotFound, normalize_username
 from gateway.cli import EXIT_FAILED, EXIT_OK, extension, fail, load
@@ -161,7 +161,7 @@ async def users_delete(auth: Auth, args: argparse.Namespace) -> int:
     await auth.users.delete(user.key)
     ended = await auth.sessions.end_all(user.key)
     await _clear(auth, "lock", user.key)
-    await _clear(auth, "mfa", user.key)
+    await reset_mfa(auth.users.store, user.key)
     shredded = await shred(
         auth.audit.store, f"user:{user.username}"
     )  # its ciphertext is now unreadable
@@ -216,7 +216,7 @@ async def users_unlock(auth: Auth, args: argparse.Namespace) -> int:
 
 async def users_reset_mfa(auth: Auth, args: argparse.Namespace) -> int:
     user = await auth.users.require(args.name)
-    cleared = await _clear(auth, "mfa", user.key)
+    cleared = await reset_mfa(auth.users.store, user.key)
     await auth.audit.record("mfa.reset", user=user.username, outcome=f"cleared_{cleared}")
     print(f"{user.username}: MFA reset ({cleared} record(s) cleared)")
     return EXIT_OK

@@ -40,6 +40,8 @@ async def load_identity(ex: Exchange, gw: Gateway) -> None:
         return
     ex.session = record
     ex.notes[USER_NOTE] = user
+    # What the decide step needs to choose the MFA challenge or enrollment (access.py).
+    ex.notes["mfa_enabled"] = await auth.mfa.enabled(user.key)
     if record.auth_level in FULL_LEVELS and not user.must_change_password:
         ex.identity = identity_of(user)
 

@@ -6,6 +6,12 @@ user lookup or password hash: the account's and the client IP's window counters 
 atomically in the store (shared by every gateway instance), so N concurrent wrong guesses cost
 at most `max_failures` Argon2 verifications. The account is the normalized submitted username,
 whether or not such a user exists, so the answers do not reveal which accounts exist.
+Password, TOTP and backup-code answers all count on this one account counter. A wrong answer
+calls `failed()`: the reservation stays counted and the failure that reaches `max_failures`
+sets the lock. A factor passed with another still to come gives its reservation back
+(`released()`), a completed sign-in resets the count (`succeeded()`). An attempt refused
+because others are still in flight gives its slot back too, so concurrent *correct* answers
+can never lock an account.
 
 Store layout (counters cannot be deleted, only expire, so resets go through a generation):
     value   "lock"/ACCOUNT       -> b"<until epoch seconds>", ttl = lockout.duration
@@ -28,7 +34,7 @@ from gateway.exchange import Exchange
 from gateway.metrics import LOCKOUTS
 from gateway.store.base import Store
 
-__all__ = ["LockState", "Regulator", "account_key"]
+__all__ = ["LockState", "Regulator", "Reservation", "account_key"]
 
 LOCK, GEN, FAIL = "lock", "lockgen", "lockfail"
 IPGEN, IPFAIL = "ipgen", "lockip"
@@ -55,6 +61,15 @@ def _float(raw: bytes | None) -> float:
 
 
 @dataclass(frozen=True, slots=True)
+class Reservation:
+    """One counted attempt: the counter keys it was counted on."""
+
+    account: str
+    key: str
+    ip_key: str
+
+
+@dataclass(frozen=True, slots=True)
 class LockState:
     locked_until: float | None
     attempts: int
@@ -78,33 +93,55 @@ class Regulator:
         self.audit = audit
 
     # -- the login path ----------------------------------------------------------------------
-    async def reserve(self, account: str, ip: str, *, ex: Exchange | None = None) -> None:
+    async def reserve(self, account: str, ip: str, *, ex: Exchange | None = None) -> Reservation:
         """Count one attempt for `account` (normalized) and `ip`; raise TooManyRequests when the
         account is locked or either counter is over its limit. Call before any user lookup."""
         s = self.settings
         left = await self._lock_left(account)
         if left > 0:
             raise TooManyRequests("account_locked", retry_after=left)
-        ip_count, ip_ttl = await self.store.incr(IPFAIL, await self._ip_counter(ip), s.window)
+        ip_key = await self._ip_counter(ip)
+        ip_count, ip_ttl = await self.store.incr(IPFAIL, ip_key, s.window)
         if ip_count > s.ip_max_failures:
             if ip_count == s.ip_max_failures + 1:
                 LOCKOUTS.labels("ip").inc()
             raise TooManyRequests("ip_limited", retry_after=ip_ttl)
-        gen = await self._gen(GEN, account)
-        count, _ = await self.store.incr(FAIL, f"{account}:{gen}", s.window)
+        key = f"{account}:{await self._gen(GEN, account)}"
+        count, _ = await self.store.incr(FAIL, key, s.window)
         if count > s.max_failures:
-            left = await self._lock(account, ex)
-            raise TooManyRequests("account_locked", retry_after=left)
+            # Over the limit: either real failures (then the lock is set, or is being set by
+            # the failure that reached it) or other attempts still being verified. This one is
+            # refused and gives its slot back, so only answered attempts stay counted.
+            await self.store.incr(FAIL, key, s.window, -1)
+            left = await self._lock_left(account)
+            raise TooManyRequests("account_locked", retry_after=left or 1.0)
         # A lock set (and the generation bumped) since the first check: this request may have
         # counted on the new generation, so look again before letting it reach a hash.
         left = await self._lock_left(account)
         if left > 0:
             raise TooManyRequests("account_locked", retry_after=left)
+        return Reservation(account, key, ip_key)
+
+    async def failed(self, account: str, *, ex: Exchange | None = None) -> None:
+        """A wrong answer (password, TOTP or backup code): its reservation stays counted, and
+        the failure that brings the count to `max_failures` sets the lock."""
+        count, _ = await self.store.count(FAIL, f"{account}:{await self._gen(GEN, account)}")
+        if count >= self.settings.max_failures:
+            await self._lock(account, ex)
+
+    async def released(self, reservation: Reservation) -> None:
+        """A right answer to one factor with another still to come (password before TOTP):
+        give the reservation back without forgetting the failures counted so far."""
+        if (await self.store.count(FAIL, reservation.key))[0] > 0:
+            await self.store.incr(FAIL, reservation.key, self.settings.window, -1)
+        await self._give_back_ip(reservation.ip_key)
 
     async def succeeded(self, account: str, ip: str) -> None:
-        """A correct answer: start the account's count afresh and give the IP its slot back."""
+        """A completed sign-in: start the account's count afresh and give the IP its slot back."""
         await self._bump(GEN, account)
-        key = await self._ip_counter(ip)
+        await self._give_back_ip(await self._ip_counter(ip))
+
+    async def _give_back_ip(self, key: str) -> None:
         if (await self.store.count(IPFAIL, key))[0] > 0:
             await self.store.incr(IPFAIL, key, self.settings.window, -1)
 

@@ -20,8 +20,10 @@ from gateway.auth.api import end_everywhere, revoke_session
 from gateway.auth.forms import Posted, check_token, csrf_cookie_token, read_posted
 from gateway.auth.identify import PasswordChangeRequired, load_identity, signed_in
 from gateway.auth.lockout import account_key
+from gateway.auth.mfa_flow import mfa_page, mfa_step
 from gateway.auth.redirects import safe_next
 from gateway.auth.service import AUTH, Auth
+from gateway.auth.sessions import SessionRecord
 from gateway.auth.users import User
 from gateway.endpoints import route
 from gateway.errors import (
@@ -34,7 +36,7 @@ from gateway.errors import (
 from gateway.exchange import Exchange
 from gateway.state import Gateway
 
-__all__ = ["render"]
+__all__ = ["ACCOUNT", "LOGIN", "PASSWORD", "account_page", "render", "sign_in_again"]
 
 LOGIN = "/.gateway/login"
 PASSWORD = "/.gateway/password"  # noqa: S105 - a path
@@ -100,6 +102,12 @@ def _login_page(
     return response
 
 
+def sign_in_again(ex: Exchange, gw: Gateway, nxt: str) -> web.Response:
+    """The login page, 401, for a form posted after its session ended (an expired MFA step)."""
+    error = "Your sign-in has expired or ended. Please sign in again."
+    return _login_page(ex, _auth(gw), status=401, error=error, nxt=nxt)
+
+
 @route("GET,POST", LOGIN)
 async def login(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     auth = _auth(gw)
@@ -117,7 +125,7 @@ async def login(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     # hash, so concurrent guesses cannot outrun the counter; known and unknown names alike.
     account = account_key(username)
     try:
-        await auth.lockout.reserve(account, ex.view.ip, ex=ex)
+        reservation = await auth.lockout.reserve(account, ex.view.ip, ex=ex)
     except TooManyRequests as exc:
         if not posted.is_form:
             raise
@@ -133,6 +141,7 @@ async def login(ex: Exchange, gw: Gateway) -> web.StreamResponse:
         return page
     user = await auth.users.verify_login(username, password)
     if user is None:
+        await auth.lockout.failed(account, ex=ex)
         await auth.audit.record(
             "login.failure", user=username[:64], outcome="invalid_credentials", ex=ex
         )
@@ -146,28 +155,39 @@ async def login(ex: Exchange, gw: Gateway) -> web.StreamResponse:
                 nxt=safe_next(posted.text("next")),
             )
         raise InvalidCredentials("invalid_credentials")
-    await auth.lockout.succeeded(account, ex.view.ip)
-    return await _signed_in(ex, auth, user, posted)
+    step = await mfa_step(gw, auth, user)
+    if step is None:
+        await auth.lockout.succeeded(account, ex.view.ip)
+    else:
+        # The password is right but a second factor is due: keep the failures counted so far.
+        await auth.lockout.released(reservation)
+    return await _signed_in(ex, auth, user, posted, step)
 
 
-async def _signed_in(ex: Exchange, auth: Auth, user: User, posted: Posted) -> web.Response:
+async def _signed_in(
+    ex: Exchange, auth: Auth, user: User, posted: Posted, step: str | None
+) -> web.Response:
     sessions = auth.sessions
     # SECURITY: a new id on every login; the id the client came with is ended (no fixation).
     token, _ = await sessions.create(
         user.key,
         user_uid=user.uid,
-        auth_level="password",
+        auth_level="password" if step is None else "partial",
         ip=ex.view.ip,
         user_agent=ex.request.headers.get("User-Agent", ""),
         replaces=sessions.read_cookie(ex.request),
     )
-    await auth.audit.record("login.success", user=user.username, outcome="authenticated", ex=ex)
-    status = "password_change_required" if user.must_change_password else "authenticated"
-    if posted.is_form:
-        target = PASSWORD if user.must_change_password else safe_next(posted.text("next"))
-        response = _redirect(target)
+    await auth.audit.record(
+        "login.success", user=user.username, outcome=step or "authenticated", ex=ex
+    )
+    if step is not None:
+        status = step
+        target = mfa_page(step, safe_next(posted.text("next")))
+    elif user.must_change_password:
+        status, target = "password_change_required", PASSWORD
     else:
-        response = json_response({"status": status})
+        status, target = "authenticated", safe_next(posted.text("next"))
+    response = _redirect(target) if posted.is_form else json_response({"status": status})
     sessions.set_cookie(response, token)
     return response
 
@@ -216,6 +236,7 @@ async def password(ex: Exchange, gw: Gateway) -> web.StreamResponse:
         page.headers.update(exc.headers)
         return page
     if not await auth.users.hasher.verify(user.password_hash, current):
+        await auth.lockout.failed(user.key, ex=ex)
         await auth.audit.record(
             "password.changed", user=user.username, outcome="invalid_credentials", ex=ex
         )
@@ -285,7 +306,19 @@ async def account(ex: Exchange, gw: Gateway) -> web.StreamResponse:
         if ex.wants_json:
             raise
         return _redirect(PASSWORD)
-    live = await _auth(gw).sessions.of_user(user.key)
+    return await account_page(ex, _auth(gw), record, user)
+
+
+async def account_page(
+    ex: Exchange,
+    auth: Auth,
+    record: SessionRecord,
+    user: User,
+    *,
+    status: int = 200,
+    error: str = "",
+) -> web.Response:
+    live = await auth.sessions.of_user(user.key)
     rows = [
         {
             "id": r.public_id,
@@ -299,12 +332,16 @@ async def account(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     ]
     return render(
         "account.html",
+        status,
         title="Your account",
         wide=True,
+        error=error,
         user=user,
         sessions=rows,
         csrf_token=record.csrf,
         password_path=PASSWORD,
+        mfa_enabled=await auth.mfa.enabled(user.key),
+        codes_left=await auth.mfa.codes_left(user.key),
     )
 
 

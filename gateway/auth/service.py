@@ -11,10 +11,12 @@ from dataclasses import dataclass
 
 from gateway.auth.audit import Audit
 from gateway.auth.lockout import Regulator
+from gateway.auth.mfa import MfaService, settings_of
 from gateway.auth.sessions import CookieSettings, Sessions
 from gateway.auth.users import Hasher, Users
 from gateway.clock import Clock
 from gateway.config import Config
+from gateway.crypto.keyring import Keyring
 from gateway.store.base import Store
 
 __all__ = ["Auth", "AUTH", "install", "make_auth"]
@@ -28,9 +30,10 @@ class Auth:
     sessions: Sessions
     audit: Audit
     lockout: Regulator
+    mfa: MfaService
 
 
-def make_auth(config: Config, store: Store, clock: Clock) -> Auth:
+def make_auth(config: Config, store: Store, clock: Clock, keyring: Keyring | None = None) -> Auth:
     users = Users(
         store, Hasher(config.passwords.argon2), clock, min_length=config.passwords.min_length
     )
@@ -41,13 +44,20 @@ def make_auth(config: Config, store: Store, clock: Clock) -> Auth:
         idle=config.session.idle_timeout,
         absolute=config.session.absolute_timeout,
     )
-    sink = config.audit.log
-    audit = Audit(store, clock, file=None if sink == "stdout" else config.base_dir / sink)
-    return Auth(users, sessions, audit, Regulator(store, clock, config.lockout, audit=audit))
+    audit = Audit.for_config(store, clock, config)
+    lockout = Regulator(store, clock, config.lockout, audit=audit)
+    mfa = MfaService(store, clock, users, settings_of(config.mfa), keyring)
+    return Auth(users, sessions, audit, lockout, mfa)
 
 
-async def install(services: dict[str, object], config: Config, store: Store, clock: Clock) -> Auth:
-    auth = make_auth(config, store, clock)
+async def install(
+    services: dict[str, object],
+    config: Config,
+    store: Store,
+    clock: Clock,
+    keyring: Keyring | None = None,
+) -> Auth:
+    auth = make_auth(config, store, clock, keyring)
     await auth.users.hasher.dummy()
     services[AUTH] = auth
     # The plugin hook point: async callables (username, password) -> error string or None.

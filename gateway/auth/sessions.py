@@ -4,8 +4,9 @@ The cookie carries a 256-bit random id (`secrets.token_urlsafe(32)`); the store 
 SHA-256 of it (kind "session"), so a copy of the store opens no session. Each user has an index
 of its session hashes (`sessions:<user key>`) for listing, logout-all and revocation. Expiry is
 checked against the injected clock (idle and absolute timeouts); the store TTL only cleans up.
-The idle refresh writes at most once a minute. A malformed, unknown or expired cookie is simply
-no session. Never logs a session id, its hash or a cookie value.
+The idle refresh writes at most once a minute. A partial session (password done, MFA pending)
+lives at most PARTIAL_LIFETIME (5 minutes). A malformed, unknown or expired cookie is simply no
+session. Never logs a session id, its hash or a cookie value.
 
 Implemented directly rather than through aiohttp-session: the store interface, the hashed ids,
 the per-user index and the clock are all ours, and the cookie is read in one place.
@@ -32,6 +33,7 @@ KIND = "session"
 LEVELS = ("partial", "password", "mfa")
 FULL_LEVELS = frozenset({"password", "mfa"})
 REFRESH_EVERY = 60.0
+PARTIAL_LIFETIME = 300.0  # a password-only session waiting for its MFA step
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -143,12 +145,17 @@ class Sessions:
         self.cookie.clear(response, self.cookie.name)
 
     # -- records -------------------------------------------------------------------------------
+    def _absolute(self, record: SessionRecord) -> float:
+        if record.auth_level == "partial":
+            return min(self.absolute, PARTIAL_LIFETIME)
+        return self.absolute
+
     def _ttl(self, record: SessionRecord, now: float) -> float:
-        end = min(record.last_seen + self.idle, record.created + self.absolute)
+        end = min(record.last_seen + self.idle, record.created + self._absolute(record))
         return max(1.0, end - now)
 
     def _expired(self, record: SessionRecord, now: float) -> bool:
-        return now - record.created >= self.absolute or now - record.last_seen >= self.idle
+        return now - record.created >= self._absolute(record) or now - record.last_seen >= self.idle
 
     async def create(
         self,

@@ -9,7 +9,10 @@ becomes unreadable (crypto-shredding).
 
 Unwrapped keys are cached in memory, bounded in size and age (time from the injected clock);
 rotate and destroy invalidate this instance's cache at once, other instances within the TTL.
-Never logs; errors carry scope names and kek ids, never key bytes.
+Never logs; errors carry scope names and kek ids, never key bytes. Key creation and rotation
+are reported to the injected `on_event` recorder (the audit trail, wired by the caller, so this
+module never imports the web or account layers); it is awaited only when a key row was actually
+written, never on the cached hot path.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from gateway.clock import Clock
@@ -25,11 +29,13 @@ from gateway.crypto.keyring import Keyring
 from gateway.crypto.wrap import DATA_KEY_SIZE, WrappedKey, rewrap, unwrap_key, wrap_key
 from gateway.store.base import Store
 
-__all__ = ["DataKeys", "KeyStatus", "RewrapReport", "check_scope"]
+__all__ = ["DataKeys", "KeyEvents", "KeyStatus", "RewrapReport", "check_scope"]
 
 KIND = "datakey"
 _SCOPE = re.compile(r"(?:user|role):[^\s#\x00-\x1f\x7f]{1,200}")
 _RACE_ATTEMPTS = 8
+# (event, scope, version): "key.created" or "key.rotated", after the row was written.
+KeyEvents = Callable[[str, str, int], Awaitable[None]]
 
 
 def check_scope(scope: str) -> str:
@@ -87,8 +93,10 @@ class DataKeys:
         *,
         cache_size: int = 1024,
         cache_ttl: float = 60.0,
+        on_event: KeyEvents | None = None,
     ) -> None:
         self._store = store
+        self._on_event = on_event
         self._keyring = keyring
         self._clock = clock
         self._size = cache_size
@@ -156,6 +164,10 @@ class DataKeys:
             return True
         return False
 
+    async def _report(self, event: str, scope: str, version: int) -> None:
+        if self._on_event is not None:
+            await self._on_event(event, scope, version)
+
     # -- the API ------------------------------------------------------------------------------
     async def active(self, scope: str) -> tuple[int, bytes]:
         """(version, key) that encrypts for `scope`; the first call creates version 1."""
@@ -168,8 +180,10 @@ class DataKeys:
         for _ in range(_RACE_ATTEMPTS):
             rows = await self._rows(scope)
             if not rows:
-                # Two instances may race here; put_if_absent lets exactly one key win.
-                await self._create(scope, 1)
+                # Two instances may race here; put_if_absent lets exactly one key win,
+                # and only the winner reports the new key.
+                if await self._create(scope, 1):
+                    await self._report("key.created", scope, 1)
                 continue
             version = max(rows)
             key = self._cache_get(scope, version) or self._unwrap(rows[version], scope, version)
@@ -207,6 +221,7 @@ class DataKeys:
             if await self._create(scope, version):
                 self.invalidate(scope)
                 self._set_active(scope, version)
+                await self._report("key.rotated", scope, version)
                 return version
         raise KeyMaterialError(f"could not rotate {scope}: concurrent rotations kept winning")
 

@@ -4,7 +4,8 @@ Owns `PolicyHolder`: `.current` is read once per request (the request keeps that
 it finishes), `reload()` loads and validates the whole set and replaces `.current` with one
 attribute assignment, or keeps the old set and reports the errors. `watch()` polls the policy
 files (their mtimes, sizes and the set of files the globs match) and reloads on change. SIGHUP
-wiring and metrics belong to the server: they call `reload()` and pass `on_reload`. Each worker
+wiring, metrics and audit belong to the server: they call `reload()` and pass `on_reload`, which
+gets every `ReloadResult` (rule and file counts, or the problems). Each worker
 process holds its own PolicyHolder and watcher. Never half-applies a set, never raises out of
 `reload()` or `watch()` because of a bad policy file.
 """
@@ -34,6 +35,8 @@ Fingerprint = tuple[tuple[str, int, int], ...]
 class ReloadResult:
     ok: bool
     errors: tuple[PolicyProblem, ...] = field(default=())
+    rules: int = 0  # of the set now serving, when ok
+    files: int = 0
 
     @property
     def result(self) -> Literal["ok", "error"]:
@@ -50,7 +53,7 @@ class PolicyHolder:
         base_dir: Path,
         default_access: str,
         case_insensitive_paths: bool,
-        on_reload: Callable[[Literal["ok", "error"]], None] | None = None,
+        on_reload: Callable[[ReloadResult], None] | None = None,
     ) -> None:
         self._patterns = list(patterns)
         self._base_dir = Path(base_dir)
@@ -99,7 +102,7 @@ class PolicyHolder:
                 log.info(
                     "policy reloaded: %d rules from %d files", len(new.rules), len(new.sources)
                 )
-                result = ReloadResult(True)
+                result = ReloadResult(True, rules=len(new.rules), files=len(new.sources))
         self._notify(result)
         return result
 
@@ -107,8 +110,8 @@ class PolicyHolder:
         if self._on_reload is None:
             return
         try:
-            self._on_reload(result.result)
-        except Exception:  # a metrics hook must never break reloading
+            self._on_reload(result)
+        except Exception:  # a metrics or audit hook must never break reloading
             log.exception("policy on_reload hook failed")
 
     async def watch(self, interval: float = 1.0) -> None:

@@ -45,6 +45,23 @@ async def test_first_use_by_two_racing_instances_creates_one_key(stores, clock):
     assert len(await stores[0].scan(KIND)) == 1
 
 
+async def test_key_events_report_one_creation_per_race_and_nothing_on_cached_use(stores, clock):
+    events: list[tuple[str, str, int]] = []
+
+    async def record(event: str, scope: str, version: int) -> None:
+        events.append((event, scope, version))
+
+    a, b = keys(stores[0], clock, on_event=record), keys(stores[1], clock, on_event=record)
+    await asyncio.gather(*(dk.active("user:alice") for dk in [a, b, a, b]))
+    assert events == [("key.created", "user:alice", 1)]  # only the winner of put_if_absent
+    for _ in range(5):  # the hot path: cached, no store write, no event
+        await a.active("user:alice")
+    clock.advance(61)
+    await a.active("user:alice")  # cache expired: read again, still no new key
+    assert await b.rotate("user:alice") == 2
+    assert events == [("key.created", "user:alice", 1), ("key.rotated", "user:alice", 2)]
+
+
 async def test_the_store_holds_only_wrapped_keys(stores, clock):
     dk = keys(stores[0], clock)
     _, key = await dk.active("user:alice")

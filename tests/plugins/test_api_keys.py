@@ -81,7 +81,8 @@ async def test_a_created_key_opens_routes_by_its_roles(cli, keyed, recorder):
 async def test_roles_are_enforced_and_mfa_rules_stay_closed(cli, keyed, recorder):
     key = await create(cli, keyed, "reader", "viewer")
     assert await call(keyed, "/admin/x", key) == (403, {"error": "forbidden"})
-    assert await call(keyed, "/secure/x", key) == (401, {"error": "mfa_required"})
+    # a key has no second factor: the gateway's answer for a caller never enrolled in MFA
+    assert await call(keyed, "/secure/x", key) == (401, {"error": "mfa_enrollment_required"})
     assert recorder.seen == []
 
 

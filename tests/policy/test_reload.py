@@ -48,7 +48,7 @@ def setup(tmp_path: Path):
         base_dir=tmp_path,
         default_access="deny",
         case_insensitive_paths=False,
-        on_reload=results.append,
+        on_reload=lambda result: results.append(result.result),
     )
     return holder, main, results
 
@@ -108,7 +108,7 @@ def test_failing_metrics_hook_does_not_break_reload(tmp_path: Path) -> None:
     (tmp_path / "policies").mkdir()
     write(tmp_path / "policies" / "a.yaml", V1)
 
-    def hook(result: str) -> None:
+    def hook(result: object) -> None:
         raise RuntimeError("metrics down")
 
     holder = PolicyHolder(
