@@ -196,3 +196,33 @@ async def test_a_store_outage_fails_a_keyed_request_closed(cli, keyed, recorder,
     await store.close()  # the store is gone for this worker
     assert (await call(keyed, "/private/x", key))[0] == 503
     assert recorder.seen == []
+
+
+async def test_scheme_is_case_insensitive_and_the_key_exact(cli, keyed, recorder):
+    key = await create(cli, keyed, "casing", "admin")
+    async with keyed.client() as s:
+        for value, status in [
+            (f"bearer {key}", 200),
+            (f"BEARER   {key}  ", 200),
+            (f"Bearer {key.upper()}", 401),  # ids and secrets are case-sensitive
+            (f"Bearer {key}x", 401),
+            (f"Bearer {key[:-1]}", 401),
+        ]:
+            headers = {**JSON, "Authorization": value}
+            async with s.get(keyed.url + "/private/x", headers=headers) as r:
+                assert r.status == status, value
+    assert len(recorder.seen) == 2
+    assert all("Authorization" not in seen["headers"] for seen in recorder.seen)
+
+
+async def test_last_use_is_never_written_back_over_a_revoke(cli, keyed):
+    from plugins.api_keys import KIND
+
+    key = await create(cli, keyed, "racer", "admin")
+    hooks = keyed.gw.services["plugins"]
+    plugin = hooks.plugins[0].instance
+    key_id, record, raw = await plugin.keys.verify(key)
+    assert await plugin.keys.revoke("racer")
+    await plugin._touch(key_id, record, raw)  # a request that verified just before the revoke
+    assert await keyed.gw.services["store"].get(KIND, key_id) is None
+    assert await plugin.keys.verify(key) is None
