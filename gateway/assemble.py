@@ -27,7 +27,9 @@ from gateway.config import Config
 from gateway.crypto import KeyMaterialError
 from gateway.crypto.datakeys import DataKeys
 from gateway.crypto.keyring import Keyring, dev_keyfile
+from gateway.hooks import PLUGINS
 from gateway.metrics import RULES_LOADED
+from gateway.plugin_loader import PluginLoadError, PluginStartError, open_plugins
 from gateway.policy import PolicyError, PolicyHolder, ReloadResult
 from gateway.state import Gateway
 from gateway.store import open_store
@@ -58,8 +60,15 @@ async def build(
     gw.ready_checks.append(("store", store.ping))
     auth = await install_auth(gw.services, config, store, gw.clock, keyring)
     gw.services["datakeys"] = DataKeys(store, keyring, gw.clock, on_event=key_events(auth.audit))
+    try:
+        hooks = await open_plugins(config, gw.services, gw.clock)
+    except (PluginLoadError, PluginStartError) as exc:
+        await store.close()
+        raise StartupError(str(exc)) from None
+    gw.services[PLUGINS] = hooks
 
     async def close_store(app: web.Application) -> None:
+        await hooks.stop()
         await store.close()
 
     holder = load_policy(config, policy_events(auth.audit, asyncio.get_running_loop()))

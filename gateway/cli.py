@@ -71,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return fail(str(exc), exc.exit_code)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-c",
@@ -97,7 +97,31 @@ def _parser() -> argparse.ArgumentParser:
 
     for register in _EXTENSIONS:
         register(verbs, common)
+    _plugin_verbs(argv, verbs, common)
     return parser
+
+
+def _plugin_verbs(
+    argv: list[str] | None, verbs: argparse._SubParsersAction, common: argparse.ArgumentParser
+) -> None:
+    """Verbs of the configured plugins (e.g. `apikeys`): the config file is found before
+    parsing (`-c` may come after the verb); an unreadable or invalid one adds none (`check`
+    reports it)."""
+    from gateway.plugin_loader import add_plugin_commands
+
+    args = sys.argv[1:] if argv is None else argv
+    path = None
+    for i, arg in enumerate(args):
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            path = args[i + 1]
+        elif arg.startswith("--config="):
+            path = arg.partition("=")[2]
+    path = path or os.environ.get("GATEWAY_CONFIG") or "gateway.yaml"
+    try:
+        config = load_config(path)
+    except ConfigError:
+        return
+    add_plugin_commands(config.plugins, verbs, common)
 
 
 _EXTENSIONS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = []
@@ -115,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     import gateway.commands  # noqa: F401 - registers the feature verbs
     from gateway.policy import PolicyError
 
-    args = _parser().parse_args(argv)
+    args = _parser(argv).parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as exc:

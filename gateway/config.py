@@ -273,6 +273,13 @@ def parse_config(data: object, *, base_dir: Path, source: str = "config") -> Con
             ],
             source,
         )
+    if config.plugins:
+        # Each plugin validates its own `with:` block (imports it: no plugin at request time).
+        from gateway.plugin_loader import problems_of
+
+        found = problems_of(config.plugins, base_dir)
+        if found:
+            raise ConfigError([ConfigProblem(*p) for p in found], source)
     config._base_dir = base_dir
     return config
 

@@ -38,6 +38,7 @@ __all__ = [
     "CRYPTO_OPS",
     "CRYPTO_BYTES",
     "POLICY_RELOADS",
+    "PLUGIN_ERRORS",
     "INFO",
     "RULES_LOADED",
     "metrics_app",
@@ -64,6 +65,9 @@ SESSIONS_CREATED = Counter("gateway_sessions_created", "Sessions created")
 CRYPTO_OPS = Counter("gateway_crypto_operations", "Envelope operations", ["op", "result"])
 CRYPTO_BYTES = Counter("gateway_crypto_bytes", "Bytes through envelope operations", ["op"])
 POLICY_RELOADS = Counter("gateway_policy_reloads", "Policy reloads", ["result"])
+PLUGIN_ERRORS = Counter(
+    "gateway_plugin_errors", "Plugin hooks that raised (request failed closed)", ["plugin", "hook"]
+)
 INFO = Gauge("gateway_info", "Gateway build information", ["version"], multiprocess_mode="max")
 UPSTREAM_UP = Gauge(
     "gateway_upstream_up", "1 when the last upstream request got an answer", multiprocess_mode="min"

@@ -1,9 +1,13 @@
 """The request pipeline, in the order of DESIGN.md section 2. Read this file to find where
 anything happens; each step is a function here or one call into its own module.
 
-    canonicalize path -> match policy rule -> load identity -> decide
-    -> transform request -> forward upstream (streaming) -> transform response
+    canonicalize path -> match policy rule [plugins: on_request] -> load identity
+    [plugins: authenticate] -> decide -> transform request [plugins: before_forward]
+    -> forward upstream (streaming) -> transform response [plugins: after_response]
     -> metrics + audit (in the `observe` middleware)
+
+Plugin hooks (gateway/hooks.py) run only when a plugin implements them: each is an empty-tuple
+check otherwise.
 
 Requests under /.gateway/ are the gateway's own endpoints and are never proxied; those that
 need the signed-in user call `gateway.auth.identify` themselves (health checks must not need
@@ -13,7 +17,8 @@ the store).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -25,6 +30,7 @@ from gateway.canonical import BadPath, canonicalize
 from gateway.errors import BadRequest, PayloadTooLarge
 from gateway.exchange import CURRENT, EXCHANGE, Exchange
 from gateway.headers import client_view, downstream_headers, request_id, upstream_headers
+from gateway.hooks import EMPTY, PLUGINS, HookSet
 from gateway.proxy import limited_body
 from gateway.state import GATEWAY, Gateway
 from gateway.store.base import StoreUnavailable
@@ -75,17 +81,25 @@ async def handle(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     ex = begin(request, gw)
     path = ex.target.path
+    hooks: HookSet = gw.services.get(PLUGINS, EMPTY)
     if path == GATEWAY_PREFIX or path.startswith(GATEWAY_PREFIX + "/"):
-        return await endpoints.dispatch(ex, gw)
+        response = await endpoints.dispatch(ex, gw)
+        if hooks.after_response and not response.prepared:
+            await hooks.run_after_response(ex, response.headers)
+        return response
     match_rule(ex, gw)
-    await identify(ex, gw)
+    if hooks.on_request:
+        early = await hooks.run_on_request(ex)
+        if early is not None:
+            return early
+    await identify(ex, gw, hooks)
     denied = await enforce(ex, gw)
     if denied is not None:
         return denied
-    return await forward(ex, gw)
+    return await forward(ex, gw, hooks)
 
 
-async def forward(ex: Exchange, gw: Gateway) -> web.StreamResponse:
+async def forward(ex: Exchange, gw: Gateway, hooks: HookSet = EMPTY) -> web.StreamResponse:
     """Steps 5-7: build upstream headers, stream the body up, stream the answer back."""
     request = ex.request
     headers = upstream_headers(
@@ -97,6 +111,10 @@ async def forward(ex: Exchange, gw: Gateway) -> web.StreamResponse:
         preserve_host=gw.config.upstream.preserve_host,
         gateway_cookies=gw.cookie_names,
     )
+    if hooks.before_forward:
+        answer = await hooks.run_before_forward(ex, headers)
+        if answer is not None:
+            return answer
     if _is_websocket(request):
         if ex.rule is not None and ex.rule.encrypt is not None:
             # SECURITY: frames are not envelope-encrypted; never relay them in plaintext.
@@ -112,7 +130,7 @@ async def forward(ex: Exchange, gw: Gateway) -> web.StreamResponse:
             headers["Content-Length"] = str(length)
     encrypting = ex.rule is not None and ex.rule.encrypt is not None
     try:
-        return await _send(ex, gw, headers, body, length, encrypting)
+        return await _send(ex, gw, headers, body, length, encrypting, hooks)
     finally:
         if encrypting:
             await account(ex, gw)
@@ -125,6 +143,7 @@ async def _send(
     body: AsyncIterator[bytes] | bytes | None,
     length: int | None,
     encrypting: bool,
+    hooks: HookSet = EMPTY,
 ) -> web.StreamResponse:
     """Steps 5b-7: the encryption transforms (when the rule asks), then the upstream."""
     request = ex.request
@@ -145,21 +164,32 @@ async def _send(
             gateway_cookies=gw.cookie_names,
         )
 
+    make: Callable[[CIMultiDict[str]], Any] = downstream
+    if hooks.after_response:
+
+        async def make(h: CIMultiDict[str]) -> CIMultiDict[str]:
+            out = downstream(h)
+            await hooks.run_after_response(ex, out)
+            return out
+
     return await gw.upstream.forward(
         request,
         ex.target.target,
         headers,
         body,
-        make_downstream=downstream,
+        make_downstream=make,
         body_filter=body_filter,
     )
 
 
-async def identify(ex: Exchange, gw: Gateway) -> None:
-    """Step 3. A store outage fails closed on protected routes (503) but a public route is
-    still served, anonymously."""
+async def identify(ex: Exchange, gw: Gateway, hooks: HookSet = EMPTY) -> None:
+    """Step 3: the session cookie first; without a session identity, the plugins'
+    `authenticate` hooks in config order (e.g. API keys). A store outage fails closed on
+    protected routes (503) but a public route is still served, anonymously."""
     try:
         await load_identity(ex, gw)
+        if ex.identity is None and hooks.authenticate:
+            ex.identity = await hooks.run_authenticate(ex)
     except StoreUnavailable:
         rule = ex.rule
         access = rule.access if rule is not None else gw.config.default_access

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -142,6 +143,8 @@ class UpstreamClient:
         body_filter: BodyFilter | None,
     ) -> web.StreamResponse:
         headers = make_downstream(CIMultiDict(upstream.headers))
+        if inspect.isawaitable(headers):  # plugins' after_response hooks are async
+            headers = await headers
         no_body = request.method == "HEAD" or upstream.status in _NO_BODY_STATUS
         if body_filter is not None and not no_body:
             body_filter.headers(headers)

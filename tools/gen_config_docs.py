@@ -98,8 +98,9 @@ DESCRIPTIONS: dict[str, str] = {
     "audit.log": "`stdout`: events are logged as `gateway.audit` lines; a file path "
     "(relative to the config file's folder) also appends each event as a JSON line. Events "
     "are kept in the store either way.",
-    "plugins": "Plugins as `{use: plugins.NAME, with: {...}}` (issue 11). The list is "
-    "validated; `use` is a dotted module name and `with` its options.",
+    "plugins": "Plugins as `{use: NAME, with: {...}}`: `NAME` is an entry point of the group "
+    "`gateway.plugins` or a module path such as `plugins.security_headers`; each plugin "
+    "validates its own `with:` options when the config loads (docs/plugins.md).",
 }
 
 FORMATS = {parse_duration: "duration", parse_size: "size"}

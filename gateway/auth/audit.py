@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from gateway.clock import Clock
@@ -41,6 +42,8 @@ class Audit:
         self.store = store
         self.clock = clock
         self.file = file
+        # Plugins' `on_audit` hooks (guarded: an observer's failure is counted, not raised).
+        self.observers: list[Callable[[dict[str, object]], Awaitable[None]]] = []
 
     @classmethod
     def for_config(cls, store: Store, clock: Clock, config: Config) -> Audit:
@@ -82,6 +85,8 @@ class Audit:
                 log.error("audit file %s: %s", self.file, exc.strerror or type(exc).__name__)
         await self.store.audit_append(line)
         log.info("audit", extra={"fields": entry})
+        for observe in self.observers:
+            await observe(entry)
 
 
 def _append(path: Path, data: bytes) -> None:

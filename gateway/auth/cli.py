@@ -20,11 +20,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from gateway.auth.mfa import reset as reset_mfa
-from gateway.auth.service import Auth, make_auth
+from gateway.auth.service import AUTH, Auth, make_auth
 from gateway.auth.users import User, UserExists, UserNotFound, normalize_username
 from gateway.cli import EXIT_FAILED, EXIT_OK, extension, fail, load
 from gateway.clock import SystemClock
 from gateway.crypto.datakeys import shred
+from gateway.plugin_loader import PluginLoadError, PluginStartError, open_plugins
 from gateway.store import StoreError, open_store
 
 __all__ = ["register"]
@@ -42,7 +43,14 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
         async def main() -> int:
             store = await open_store(config.store.url, base_dir=config.base_dir)
             try:
-                return await action(make_auth(config, store, SystemClock()), args)
+                auth = make_auth(config, store, SystemClock())
+                # Plugins' password checks and audit observers apply here as in the gateway.
+                services = {"store": store, AUTH: auth}
+                hooks = await open_plugins(config, services, SystemClock())
+                try:
+                    return await action(auth, args)
+                finally:
+                    await hooks.stop()
             finally:
                 await store.close()
 
@@ -56,6 +64,8 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
             return fail(str(exc))
         except StoreError as exc:
             return fail(f"store: {type(exc).__name__}")
+        except (PluginLoadError, PluginStartError) as exc:
+            return fail(str(exc))
 
     return command
 

@@ -265,6 +265,8 @@ _PROBLEMS = {
     "too_short": "The new password is too short.",
     "too_long": "The new password is longer than 128 characters.",
     "unchanged": "The new password must differ from the current one.",
+    "breached": "This password appears in a list of breached passwords; choose another.",
+    "password_check_failed": "The password could not be checked right now; try again later.",
 }
 
 

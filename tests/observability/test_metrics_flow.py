@@ -44,6 +44,7 @@ async def test_scripted_flow_moves_each_counter_by_exactly_its_amount(running: R
         key("gateway_requests_total", rule="admin", method="GET", status="403"): 1,
         key("gateway_requests_total", rule="form", method="POST", status="204"): 1,
         key("gateway_crypto_operations_total", op="encrypt", result="ok"): 1,
+        key("gateway_crypto_bytes_total", op="encrypt"): len("a private note"),
     }
     scraped = running.scrape()
     assert scraped[key("gateway_upstream_duration_seconds_count")] == 1  # only the form post
