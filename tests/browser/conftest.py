@@ -23,6 +23,7 @@ import pytest
 
 from gateway.crypto.keyring import generate_kek
 from tests.proxy.conftest import free_port
+from tests.support.tools import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("PORTCULLIS_CHROMIUM", "/usr/bin/chromium")
@@ -134,8 +135,11 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
     if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run does)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+        missing_tool(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run does)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        missing_tool("playwright is not installed (pip install -e '.[test]')")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:

