@@ -142,7 +142,30 @@ def wait_until(predicate: Callable[[], object], what: str, timeout: float = 15.0
 
 
 def start_gateway(config: Path, *run_argv: str) -> Running:
-    """`gateway -c CONFIG run RUN_ARGV...`, stderr to `<config stem>.err`, once healthz is 200."""
+    """`gateway -c CONFIG run RUN_ARGV...`, stderr to `<config stem>.err`, once healthz is 200.
+
+    The ports come from `free_port()`, which another process on the machine can take before
+    the gateway binds them: then (and only then) the config gets fresh ports and the start is
+    tried again, at most twice more."""
+    for attempt in range(3):
+        try:
+            return _start(config, run_argv)
+        except _PortTaken:
+            if attempt == 2:
+                raise
+            data = yaml.safe_load(config.read_text())
+            data["listen"] = f"127.0.0.1:{free_port()}"
+            if (data.get("metrics") or {}).get("listen"):
+                data["metrics"]["listen"] = f"127.0.0.1:{free_port()}"
+            config.write_text(yaml.safe_dump(data))
+    raise AssertionError("unreachable")
+
+
+class _PortTaken(AssertionError):
+    pass
+
+
+def _start(config: Path, run_argv: tuple[str, ...]) -> Running:
     data = yaml.safe_load(config.read_text())
     listen = data["listen"]
     err = (config.parent / f"{config.stem}.err").open("wb")
@@ -157,7 +180,11 @@ def start_gateway(config: Path, *run_argv: str) -> Running:
     running = Running(config, f"http://{listen}", data["metrics"]["listen"], proc)
 
     def healthy() -> bool:
-        assert proc.poll() is None, running.log_text()
+        if proc.poll() is not None:
+            log = running.log_text()
+            if "address already in use" in log.lower():
+                raise _PortTaken(log)
+            raise AssertionError(log)
         try:
             with urllib.request.urlopen(f"http://{listen}/.gateway/healthz", timeout=1) as r:
                 return r.status == 200
