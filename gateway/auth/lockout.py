@@ -7,8 +7,9 @@ atomically in the store (shared by every gateway instance), so N concurrent wron
 at most `max_failures` Argon2 verifications. The account is the normalized submitted username,
 whether or not such a user exists, so the answers do not reveal which accounts exist.
 Password, TOTP and backup-code answers all count on this one account counter. A wrong answer
-calls `failed()`: the reservation stays counted and the failure that reaches `max_failures`
-sets the lock. A factor passed with another still to come gives its reservation back
+calls `failed()`: the reservation stays counted, the failure is counted on its own counter,
+and the answered failure that reaches `max_failures` sets the lock (attempts still in flight
+do not count towards it). A factor passed with another still to come gives its reservation back
 (`released()`), a completed sign-in resets the count (`succeeded()`). An attempt refused
 because others are still in flight gives its slot back too, so concurrent *correct* answers
 can never lock an account.
@@ -17,6 +18,7 @@ Store layout (counters cannot be deleted, only expire, so resets go through a ge
     value   "lock"/ACCOUNT       -> b"<until epoch seconds>", ttl = lockout.duration
     value   "lockgen"/ACCOUNT    -> b"<n>"   the account counter's generation
     counter "lockfail"/ACCOUNT:N -> attempts of generation N over lockout.window
+    counter "lockbad"/ACCOUNT:N  -> answered failures of generation N over lockout.window
     value   "ipgen"/IP           -> b"<n>"   the IP counter's generation
     counter "lockip"/IP:N        -> attempts (minus successes) from IP over lockout.window
 """
@@ -36,7 +38,7 @@ from gateway.store.base import Store
 
 __all__ = ["LockState", "Regulator", "Reservation", "account_key"]
 
-LOCK, GEN, FAIL = "lock", "lockgen", "lockfail"
+LOCK, GEN, FAIL, BAD = "lock", "lockgen", "lockfail", "lockbad"
 IPGEN, IPFAIL = "ipgen", "lockip"
 _MAX_KEY = 256
 
@@ -116,16 +118,23 @@ class Regulator:
             left = await self._lock_left(account)
             raise TooManyRequests("account_locked", retry_after=left or 1.0)
         # A lock set (and the generation bumped) since the first check: this request may have
-        # counted on the new generation, so look again before letting it reach a hash.
+        # counted on the new generation, so look again before letting it reach a hash, and
+        # give the slot back (else it stays counted on the count that starts after the lock).
         left = await self._lock_left(account)
         if left > 0:
+            await self.store.incr(FAIL, key, s.window, -1)
             raise TooManyRequests("account_locked", retry_after=left)
         return Reservation(account, key, ip_key)
 
     async def failed(self, account: str, *, ex: Exchange | None = None) -> None:
         """A wrong answer (password, TOTP or backup code): its reservation stays counted, and
-        the failure that brings the count to `max_failures` sets the lock."""
-        count, _ = await self.store.count(FAIL, f"{account}:{await self._gen(GEN, account)}")
+        the answered failure that brings the failure count to `max_failures` sets the lock."""
+        if await self._lock_left(account) > 0:
+            return  # locked meanwhile: not counted on the fresh generation the lock started
+        # Answered failures have their own counter: the reservation count also holds attempts
+        # still in flight (maybe right answers), which must not bring the lock forward.
+        key = f"{account}:{await self._gen(GEN, account)}"
+        count, _ = await self.store.incr(BAD, key, self.settings.window)
         if count >= self.settings.max_failures:
             await self._lock(account, ex)
 

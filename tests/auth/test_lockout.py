@@ -253,6 +253,28 @@ async def test_concurrent_correct_logins_never_lock_the_account(make_gateway):
         await agw.login(s)
 
 
+async def test_only_answered_failures_lock_not_attempts_still_in_flight(make_gateway):
+    """The interleaving of a right and a wrong answer in flight together, spelled out on the
+    regulator (real store): 3 failures, then a right password and a wrong one both reserved
+    (5 slots counted); the wrong one is only the 4th failure and must not lock the account."""
+    agw = await make_gateway(lockout=LOCKOUT)
+    reg, ip = agw.auth.lockout, "127.0.0.1"
+    for _ in range(3):
+        await reg.reserve("alice", ip)
+        await reg.failed("alice")
+    await reg.reserve("alice", ip)  # the right password, still being verified
+    await reg.reserve("alice", ip)  # a wrong one
+    await reg.failed("alice")
+    assert (await reg.state("alice")).locked_until is None
+    assert len(await events(agw, "login.locked")) == 0
+    await reg.succeeded("alice", ip)
+    # A fresh count: the 5th failure after it locks, as always.
+    for _ in range(5):
+        await reg.reserve("alice", ip)
+        await reg.failed("alice")
+    assert (await reg.state("alice")).locked_until is not None
+
+
 async def _enrolled_enforced(make_gateway, tmp_path, max_failures: int):
     from tests.auth.mfa_support import enroll, login, write_policy
 

@@ -42,6 +42,7 @@ from tests.support.gateway_process import (
     PASSWORD,
     Running,
     add_user,
+    gateway_cli,
     start_gateway,
     stop_gateway,
     wait_until,
@@ -169,6 +170,15 @@ async def locked_for_the_right_password(urls: list[str], name: str) -> None:
             assert (status, body) == LOCKED and retry_after is not None
 
 
+def lock_shown(config: Path, name: str) -> None:
+    """`gateway users show`: locked, and the count the lock started afresh is empty: no attempt
+    refused during the burst stayed counted on it (that would lengthen the lock)."""
+    res = gateway_cli(config, "users", "show", name)
+    assert res.returncode == 0, res.stderr
+    lockout = json.loads(res.stdout)["lockout"]
+    assert lockout["locked"] is True and lockout["failed_attempts"] == 0, lockout
+
+
 def same_answers(known: list[Answer], unknown: list[Answer]) -> None:
     """The same kinds of answer; Retry-After only to the second (the lock's age differs)."""
     assert {(a[0], json.dumps(a[2])) for a in known} == {(a[0], json.dumps(a[2])) for a in unknown}
@@ -183,6 +193,7 @@ async def two_processes(store_url: str, folder: Path) -> None:
     with gateways(*cfgs) as gws:
         urls = [gw.url for gw in gws]
         known = await race(gws, urls, "carol")
+        lock_shown(cfgs[1], "carol")
         await locked_for_the_right_password(urls, "carol")
         unknown = await race(gws, urls, "nobody-here")
         same_answers(known, unknown)
@@ -275,4 +286,5 @@ async def test_sqlite_workers_race(tmp_path: Path) -> None:
             assert password_failures([gw]) - failures_before == invalid
             assert audit_counts(gw, name) == {"login.failure": invalid, "login.locked": 1}
         assert metric([gw], "gateway_lockouts_total", scope="account") == 2
+        lock_shown(config, "carol")
         await locked_for_the_right_password([gw.url], "carol")
