@@ -1,7 +1,7 @@
 """Large-body benchmark: stream 1 GiB through the gateway with `body: true` encryption on the
 way up and decryption on the way down; print MiB/s and the gateway's peak RSS.
 
-    python bench/large_body.py [--mib 1024] [--chunk-kib 256]
+    python bench/large_body.py [--mib 1024] [--chunk-kib 256] [--held-mib 8]
 
 Starts, each in its own process: an aiohttp+uvloop upstream that writes each POSTed body to a
 file in the temp dir as it arrives and serves it back with sendfile, and the gateway (workers:
@@ -250,13 +250,38 @@ def run(ps: Processes, tmp: Path, args: argparse.Namespace) -> int:
     print(f"memory: {verdict} (largest growth {growth / MIB:.1f} MiB for a {args.mib} MiB body)")
     (tmp / "blobs" / "big").unlink(missing_ok=True)
     (tmp / "blobs" / "direct").unlink(missing_ok=True)
+    held(gateway, gateway_pid, cookie, args)
     return 0
+
+
+def held(gateway: str, pid: int, cookie: str, args: argparse.Namespace) -> None:
+    """A body within the bound (min(max_body, 16 MiB)) is verified whole before its first
+    byte leaves: how fast, and how much the gateway holds while doing it."""
+    total = args.held_mib * MIB
+    chunk = args.chunk_kib * 1024
+    _, sent_hash, _ = asyncio.run(upload(gateway + "/enc/small", total, chunk, cookie))
+    rss = PeakRss(pid)
+    seconds = []
+    for _ in range(args.held_runs):
+        took, got_hash, size, _ = asyncio.run(download(gateway + "/enc/small", chunk, cookie))
+        if size != total or got_hash != sent_hash:
+            raise RuntimeError("held-back download differs from what was sent")
+        seconds.append(took)
+    start, peak = rss.stop()
+    best = min(seconds)
+    print(
+        f"\nheld back and verified whole ({args.held_mib} MiB, within the bound):"
+        f" best of {args.held_runs} {total / MIB / best:.0f} MiB/s ({best * 1000:.0f} ms);"
+        f" gateway RSS {start / MIB:.1f} -> peak {peak / MIB:.1f} MiB (+{(peak - start) / MIB:.1f})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=int, default=1024, help="body size in MiB")
     parser.add_argument("--chunk-kib", type=int, default=256, help="client chunk size")
+    parser.add_argument("--held-mib", type=int, default=8, help="body size within the bound")
+    parser.add_argument("--held-runs", type=int, default=5, help="downloads of that body")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     parser.add_argument("--serve-upstream", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -118,7 +118,7 @@ async def _audit_denied(ex: Exchange, gw: Gateway, user: str, decision: Decision
 
 
 def _redirect(page: str, ex: Exchange) -> web.Response:
-    nxt = quote(ex.target.target, safe="/?=&")
+    nxt = quote(ex.target.target, safe="/")
     return web.Response(
         status=302, headers={"Location": f"{page}?next={nxt}", "Cache-Control": "no-store"}
     )

@@ -35,6 +35,8 @@ __all__ = [
 class GatewayError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
+    # Fixed hints sent beside the code (never request data).
+    hints: ClassVar[dict[str, object]] = {}
 
     def __init__(self, reason: str = "", *, headers: dict[str, str] | None = None) -> None:
         # `reason` is for logs and audit (machine-readable), never sent to the client.
@@ -59,8 +61,10 @@ class MfaRequired(GatewayError):
     status, code = 401, "mfa_required"
 
 
-class MfaEnrollmentRequired(GatewayError):
-    status, code = 401, "mfa_enrollment_required"
+class MfaEnrollmentRequired(MfaRequired):
+    # The contract's code (DESIGN 5, 11) for any missing second factor; the hint tells an API
+    # client this user must enroll first (/.gateway/mfa/setup) rather than answer a challenge.
+    hints = {"enrollment_required": True}
 
 
 class Forbidden(GatewayError):
@@ -117,4 +121,4 @@ def json_response(
 
 
 def answer(error: GatewayError) -> web.Response:
-    return json_response({"error": error.code}, error.status, error.headers)
+    return json_response({"error": error.code, **error.hints}, error.status, error.headers)

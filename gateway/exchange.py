@@ -37,7 +37,8 @@ class Exchange:
     def wants_json(self) -> bool:
         """API call: asks for JSON or sends a JSON body (DESIGN.md section 5)."""
         req = self.request
-        accept = req.headers.get("Accept", "")
+        # Media types are case-insensitive (RFC 9110 8.3.1); lowering a short header is cheap.
+        accept = req.headers.get("Accept", "").lower()
         return "application/json" in accept or req.content_type == "application/json"
 
 

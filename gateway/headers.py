@@ -187,8 +187,11 @@ def upstream_headers(
     out["X-Request-ID"] = rid
     if identity is not None:
         out["X-Forwarded-User"] = identity.user
-        out["X-Forwarded-Email"] = identity.email
-        out["X-Forwarded-Groups"] = ",".join(identity.roles)
+        # Omitted when empty: an empty value reads as "known to have none" to some apps.
+        if identity.email:
+            out["X-Forwarded-Email"] = identity.email
+        if identity.roles:
+            out["X-Forwarded-Groups"] = ",".join(identity.roles)
     return out
 
 

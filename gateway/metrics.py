@@ -68,16 +68,25 @@ POLICY_RELOADS = Counter("gateway_policy_reloads", "Policy reloads", ["result"])
 PLUGIN_ERRORS = Counter(
     "gateway_plugin_errors", "Plugin hooks that raised (request failed closed)", ["plugin", "hook"]
 )
+# With workers, each process keeps its own copy of a gauge (0 until it first sets it) and the
+# supervisor merges them. Health and policy gauges report the most recent value set by any
+# live worker (timestamped; a worker that never set it does not count), so an idle worker
+# cannot pin `store_up` at 0 while readyz is 200, nor keep a count a reload replaced.
+# `livemostrecent` needs prometheus-client >= 0.18.
 INFO = Gauge("gateway_info", "Gateway build information", ["version"], multiprocess_mode="max")
 UPSTREAM_UP = Gauge(
-    "gateway_upstream_up", "1 when the last upstream request got an answer", multiprocess_mode="min"
+    "gateway_upstream_up",
+    "1 when the last upstream request got an answer",
+    multiprocess_mode="livemostrecent",
 )
 STORE_UP = Gauge(
     "gateway_store_up",
     "1 when the last store operation or readiness check succeeded",
-    multiprocess_mode="min",
+    multiprocess_mode="livemostrecent",
 )
-RULES_LOADED = Gauge("gateway_policy_rules", "Rules in the live policy", multiprocess_mode="max")
+RULES_LOADED = Gauge(
+    "gateway_policy_rules", "Rules in the live policy", multiprocess_mode="livemostrecent"
+)
 INFO.labels(version=__version__).set(1)
 
 

@@ -153,7 +153,7 @@ async def _send(
         body = await transform_request(
             ex, datakeys, headers, body, length=length, max_body=gw.config.max_body
         )
-        body_filter = response_filter(ex, datakeys)
+        body_filter = response_filter(ex, datakeys, max_body=gw.config.max_body)
     public_origin = f"{ex.view.proto}://{ex.view.host}"
 
     def downstream(h: CIMultiDict[str]) -> CIMultiDict[str]:

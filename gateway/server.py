@@ -83,11 +83,13 @@ async def _serve(config: Config, *, dev: bool, build: Starter, metrics: bool = T
 def supervise(argv: list[str], workers: int, metrics_listen: str | None = None) -> int:
     """Start `workers` copies of `argv` and shepherd them until a stop signal; serve the
     metrics summed over the workers (prometheus-client multiprocess mode)."""
+    from prometheus_client import multiprocess
+
     from gateway.metrics import prepare_multiprocess
 
     folder = prepare_multiprocess()
     if metrics_listen:
-        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+        from prometheus_client import CollectorRegistry, start_http_server
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=str(folder))
@@ -122,6 +124,8 @@ def supervise(argv: list[str], workers: int, metrics_listen: str | None = None) 
         rc = os.waitstatus_to_exitcode(status)
         if procs.pop(pid, None) is None:
             continue
+        # Its `live*` gauges leave the merge (counters stay, so sums never drop).
+        multiprocess.mark_process_dead(pid, str(folder))
         if stopping:
             code = code or (rc if rc > 0 else 0)
             continue

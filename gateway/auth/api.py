@@ -48,7 +48,7 @@ async def me(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     return json_response(
         {
             "user": user.username,
-            "email": user.email,
+            "email": user.email or None,
             "roles": list(user.roles),
             "mfa_enabled": mfa is not None,
             "auth_level": record.auth_level,

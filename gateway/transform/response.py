@@ -2,8 +2,10 @@
 
 `tokens`: every `gwe1.` token in a textual answer is replaced by its plaintext escaped for the
 content type; tokens the user cannot open stay as they are and are counted in `ex.notes`.
-`body`: an envelope is decrypted segment by segment; nothing is released before its tag
-verified, and the original Content-Type is restored only then. Never logs plaintext or keys.
+`body`: an envelope is decrypted segment by segment as it arrives. One that fits the bound
+(`max_body`, at most BUFFER_LIMIT) is verified whole before the status line goes out, so any
+fault is a 502 with no plaintext; a larger one streams verified segments and a later fault
+aborts the connection (no final chunk). Never logs plaintext or keys.
 """
 
 from __future__ import annotations
@@ -25,16 +27,28 @@ from gateway.transform.request import key_unavailable, scope_of
 __all__ = ["response_filter", "TokenFilter", "EnvelopeFilter"]
 
 _PREFIX = TOKEN_PREFIX.encode("ascii")
+# The most plaintext one `body` answer may hold back to verify it whole (the config's
+# `max_body` when smaller): past it, verified segments stream and a later fault cuts the
+# connection. A cap, so a large `max_body` for uploads never means gigabyte buffers here.
+BUFFER_LIMIT = 16 << 20
 
 
-def response_filter(ex: Exchange, datakeys: DataKeys) -> TokenFilter | EnvelopeFilter | None:
+def response_filter(
+    ex: Exchange, datakeys: DataKeys, *, max_body: int = BUFFER_LIMIT
+) -> TokenFilter | EnvelopeFilter | None:
     enc = ex.rule.encrypt if ex.rule is not None else None
     if enc is None or enc.response is None:
         return None
     scope = scope_of(ex, enc)
     if enc.response == "tokens":
         return TokenFilter(ex, datakeys, scope)
-    return EnvelopeFilter(ex, datakeys, scope, allow_plaintext=enc.allow_plaintext)
+    return EnvelopeFilter(
+        ex,
+        datakeys,
+        scope,
+        allow_plaintext=enc.allow_plaintext,
+        buffer_limit=min(max_body, BUFFER_LIMIT),
+    )
 
 
 class TokenFilter:
@@ -95,20 +109,30 @@ class TokenFilter:
 
 class EnvelopeFilter:
     def __init__(
-        self, ex: Exchange, datakeys: DataKeys, scope: str, *, allow_plaintext: bool
+        self,
+        ex: Exchange,
+        datakeys: DataKeys,
+        scope: str,
+        *,
+        allow_plaintext: bool,
+        buffer_limit: int = BUFFER_LIMIT,
     ) -> None:
         self._ex = ex
         self._datakeys = datakeys
         self._scope = scope
         self._allow_plaintext = allow_plaintext
+        self._limit = buffer_limit
         self._headers: CIMultiDict[str] = CIMultiDict()
         self._upstream_type: str | None = None
+        self._length: int | None = None
 
     def headers(self, headers: CIMultiDict[str]) -> None:
-        # Until the first segment verified, nothing about the plaintext is announced.
+        # Until the envelope verified, nothing about the plaintext is announced.
         self._headers = headers
         self._upstream_type = headers.pop("Content-Type", None)
-        headers.pop("Content-Length", None)
+        length = headers.pop("Content-Length", None)
+        if length is not None and length.isdigit():
+            self._length = int(length)
         headers.pop("Content-Encoding", None)
 
     def _plaintext(self) -> None:
@@ -118,6 +142,10 @@ class EnvelopeFilter:
         self._ex.notes["decrypt"] = "plaintext_allowed"
         if self._upstream_type is not None:
             self._headers["Content-Type"] = self._upstream_type
+
+    def _invalid(self) -> BadGateway:
+        self._ex.notes["decrypt"] = "invalid"
+        return BadGateway("encrypt_response_undecryptable")
 
     async def stream(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         buf = bytearray()
@@ -143,39 +171,50 @@ class EnvelopeFilter:
             key = await self._datakeys.get(self._scope, header.key_version)
             decryptor = EnvelopeDecryptor(key, self._scope, header)
         except CryptoError:
-            self._ex.notes["decrypt"] = "invalid"
-            raise BadGateway("encrypt_response_undecryptable") from None
-        announced = False
-
-        def announce() -> None:
-            nonlocal announced
-            if not announced:
-                announced = True
-                if header.content_type:
-                    self._headers["Content-Type"] = header.content_type
-
+            raise self._invalid() from None
         rest = bytes(buf[header.length :])
         del buf
+        if header.content_type:
+            self._headers["Content-Type"] = header.content_type
+        # SECURITY: an envelope known or found to fit the bound is verified whole before its
+        # first byte leaves, so a corrupt or cut one is a clean 502 with no plaintext.
+        held: list[bytes] | None = None
+        if self._length is None or self._length <= self._limit:
+            held = []
         counter = CRYPTO_BYTES.labels("decrypt")
+        size = 0
         try:
-            pending = [rest]
-            while True:
-                for data in pending:
-                    out = decryptor.update(data)
-                    if out:
+            data: bytes | None = rest
+            while data is not None:
+                # One upstream read (at most CHUNK bytes) per step keeps each call short.
+                out = decryptor.update(data)
+                if out:
+                    size += len(out)
+                    if held is None:
                         counter.inc(len(out))
-                        announce()
                         yield bytes(out)
-                nxt = await anext(chunks, None)
-                if nxt is None:
-                    break
-                pending = [nxt]
+                    else:
+                        held.append(bytes(out))
+                        if size > self._limit:
+                            # Larger than the bound after all: stream verified segments.
+                            counter.inc(size)
+                            for part in held:
+                                yield part
+                            held = None
+                data = await anext(chunks, None)
             out = decryptor.finish()
         except DecryptError:
-            self._ex.notes["decrypt"] = "invalid"
-            raise BadGateway("encrypt_response_undecryptable") from None
-        announce()
+            raise self._invalid() from None
         self._ex.notes["decrypt"] = "ok"
+        size += len(out)
+        if held is not None:
+            counter.inc(size)
+            self._headers["Content-Length"] = str(size)
+            held.append(bytes(out))
+            for part in held:
+                if part:
+                    yield part
+            return
         counter.inc(len(out))
         if out:
             yield bytes(out)

@@ -36,7 +36,7 @@ async def test_enforce_all_json_login_answers_and_partial_session_opens_only_mfa
         assert await status_of(s, agw.url + "/app/x", headers=JSON) == 401
         assert await status_of(s, agw.url + "/admin/x", headers=JSON) == 401
         async with s.get(agw.url + "/admin/x", headers=JSON) as r:
-            assert await r.json() == {"error": "mfa_enrollment_required"}
+            assert await r.json() == {"error": "mfa_required", "enrollment_required": True}
         assert await status_of(s, agw.url + ME, headers=JSON) == 401
         assert await status_of(s, agw.url + "/.gateway/api/sessions", headers=JSON) == 401
         secret, codes = await enroll(agw, s)
@@ -85,8 +85,18 @@ async def test_policy_mode_step_up_over_json(make_gateway, policy):
     await agw.add_user()
     async with agw.client() as s:
         assert await login(agw, s) == {"status": "authenticated"}
-        async with s.get(agw.url + "/admin/x", headers=JSON) as r:
-            assert r.status == 401 and await r.json() == {"error": "mfa_enrollment_required"}
+        # Not enrolled: the contract's code (DESIGN 5, 11), with a hint to enroll first.
+        for accept in ("application/json", "Application/JSON"):
+            async with s.get(agw.url + "/admin/x", headers={"Accept": accept}) as r:
+                assert r.status == 401
+                assert await r.json() == {"error": "mfa_required", "enrollment_required": True}
+        async with s.post(agw.url + "/admin/x", json={"a": 1}) as r:
+            assert r.status == 401
+            assert await r.json() == {"error": "mfa_required", "enrollment_required": True}
+        # A browser is still sent to the setup page.
+        async with s.get(agw.url + "/admin/x?a=1&b=2", allow_redirects=False) as r:
+            assert r.status == 302
+            assert r.headers["Location"] == "/.gateway/mfa/setup?next=/admin/x%3Fa%3D1%26b%3D2"
         secret, _ = await enroll(agw, s)
     async with agw.client() as s:
         # Enrolled: the password gives a one-factor session, the mfa rule asks to step up.

@@ -39,6 +39,33 @@ async def test_identity_headers_reach_upstream_and_spoofed_ones_never(agw):
     assert not any("gateway_session" in c for c in cookies)
 
 
+async def test_user_without_email_or_roles_gets_no_empty_identity_headers(agw):
+    await agw.add_user("dave", email="", roles=[])
+    spoof = {
+        "X-Forwarded-Email": "boss@example.org",
+        "X-Forwarded-Groups": "admin",
+        "X_Forwarded_Groups": "admin",
+    }
+    async with agw.client() as s:
+        await agw.login(s, "dave")
+        async with s.get(agw.url + "/page", headers=spoof) as r:
+            body = await r.json()
+        async with s.get(agw.url + ME) as r:
+            me = await r.json()
+    # Omitted, not sent empty; and the client's copies are still stripped.
+    assert forwarded(body) == {"X-Forwarded-User": "dave"}
+    folded = {k.lower().replace("_", "-") for k, _ in body["headers"]}
+    assert not folded & {"x-forwarded-email", "x-forwarded-groups"}
+    # DESIGN 5 shape: no email is null, never "".
+    assert me == {
+        "user": "dave",
+        "email": None,
+        "roles": [],
+        "mfa_enabled": False,
+        "auth_level": "password",
+    }
+
+
 async def test_idle_timeout_ends_the_session(agw):
     await agw.add_user()
     async with agw.client() as s:

@@ -82,7 +82,10 @@ async def test_roles_are_enforced_and_mfa_rules_stay_closed(cli, keyed, recorder
     key = await create(cli, keyed, "reader", "viewer")
     assert await call(keyed, "/admin/x", key) == (403, {"error": "forbidden"})
     # a key has no second factor: the gateway's answer for a caller never enrolled in MFA
-    assert await call(keyed, "/secure/x", key) == (401, {"error": "mfa_enrollment_required"})
+    assert await call(keyed, "/secure/x", key) == (
+        401,
+        {"error": "mfa_required", "enrollment_required": True},
+    )
     assert recorder.seen == []
 
 

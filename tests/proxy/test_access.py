@@ -51,7 +51,19 @@ CASES = [
     ("GET", "/unlisted", {}, 403, "forbidden"),
     ("GET", "/static//x", {}, 200, None),
     ("GET", "/Static/x", {}, 403, "forbidden"),
-    ("GET", "/notes?x=/static/a", {}, 302, "/.gateway/login?next=/notes?x=/static/a"),
+    ("GET", "/notes?x=/static/a", {}, 302, "/.gateway/login?next=/notes%3Fx%3D/static/a"),
+    # The whole target is one `next` value: a raw `&` would cut it at the first parameter.
+    ("GET", "/notes/x?a=1&b=2", {}, 302, "/.gateway/login?next=/notes/x%3Fa%3D1%26b%3D2"),
+    # Media types are case-insensitive: any spelling of application/json is an API call.
+    ("GET", "/notes", {"Accept": "APPLICATION/JSON"}, 401, "authentication_required"),
+    (
+        "GET",
+        "/notes",
+        {"Accept": "text/html, Application/Json;q=0.9"},
+        401,
+        "authentication_required",
+    ),
+    ("GET", "/admin", {"Accept": "Application/JSON"}, 401, "authentication_required"),
 ]
 
 
