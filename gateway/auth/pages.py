@@ -156,7 +156,9 @@ async def login(ex: Exchange, gw: Gateway) -> web.StreamResponse:
             )
         raise InvalidCredentials("invalid_credentials")
     step = await mfa_step(gw, auth, user)
-    if step is None:
+    # SECURITY: a password alone never wipes an MFA user's count (wrong TOTP and backup codes
+    # included), or password re-logins between guesses would make the code guessable.
+    if step is None and not await auth.mfa.enabled(user.key):
         await auth.lockout.succeeded(account, ex.view.ip)
     else:
         # The password is right but a second factor is due: keep the failures counted so far.
@@ -228,7 +230,7 @@ async def password(ex: Exchange, gw: Gateway) -> web.StreamResponse:
         raise BadRequest("missing_passwords")
     # The current password is a guess like any login: same counters, before the hash.
     try:
-        await auth.lockout.reserve(user.key, ex.view.ip, ex=ex)
+        reservation = await auth.lockout.reserve(user.key, ex.view.ip, ex=ex)
     except TooManyRequests as exc:
         if not posted.is_form:
             raise
@@ -243,7 +245,10 @@ async def password(ex: Exchange, gw: Gateway) -> web.StreamResponse:
         if posted.is_form:
             return _password_page(auth, record.csrf, user, 401, "The current password is wrong.")
         raise InvalidCredentials("wrong_current_password")
-    await auth.lockout.succeeded(user.key, ex.view.ip)
+    if await auth.mfa.enabled(user.key):
+        await auth.lockout.released(reservation)  # SECURITY: as at login, see there
+    else:
+        await auth.lockout.succeeded(user.key, ex.view.ip)
     problem = await auth.users.check_password(user.username, new)
     if problem is None and secrets.compare_digest(current.encode(), new.encode()):
         problem = "unchanged"

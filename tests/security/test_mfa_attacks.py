@@ -1,0 +1,59 @@
+"""MFA and lockout attacks from the outside: what an attacker who knows (or guesses) a
+password can do against the second factor."""
+
+from __future__ import annotations
+
+from tests.auth.conftest import PASSWORD
+from tests.auth.mfa_support import challenge, enroll, login, write_policy
+
+LOCKOUT = {"max_failures": 5, "window": "15m", "duration": "30m", "ip_max_failures": 1000}
+
+
+async def test_a_fresh_password_login_does_not_reset_the_totp_failure_count(make_gateway, tmp_path):
+    """Attack: under `mfa.enforce: policy`, guess TOTP codes on the step-up challenge, then
+    sign in with the (stolen) password again before the lock, and repeat. The password alone
+    must not wipe the count of wrong second-factor answers."""
+    write_policy(tmp_path)
+    agw = await make_gateway(lockout=LOCKOUT)
+    await agw.add_user()
+    async with agw.client() as s:
+        await login(agw, s)
+        await enroll(agw, s)
+    statuses, logins = [], []
+    async with agw.client() as s:
+        for _ in range(3):
+            async with s.post(
+                agw.url + "/.gateway/login", json={"username": "alice", "password": PASSWORD}
+            ) as r:
+                logins.append(r.status)
+            for _ in range(3):
+                statuses.append((await challenge(agw, s, code="000000"))[0])
+    # Five wrong codes in the window lock the account, however many password logins between.
+    assert statuses[:4] == [401] * 4 and set(statuses[5:]) == {429}, statuses
+    assert logins[:2] == [200, 200] and logins[2] == 429, logins
+    assert (await agw.auth.lockout.state("alice")).locked_until is not None
+
+
+async def test_a_rejected_password_change_does_not_reset_the_totp_failure_count(
+    make_gateway, tmp_path
+):
+    """Attack: the same reset through POST /.gateway/password with the right current password
+    and a new one that is refused (too short): the failures must stay counted."""
+    write_policy(tmp_path)
+    agw = await make_gateway(lockout=LOCKOUT)
+    await agw.add_user()
+    async with agw.client() as s:
+        await login(agw, s)
+        await enroll(agw, s)
+    statuses = []
+    async with agw.client() as s:
+        await login(agw, s)
+        for _ in range(3):
+            for _ in range(3):
+                statuses.append((await challenge(agw, s, code="000000"))[0])
+            async with s.post(
+                agw.url + "/.gateway/password",
+                json={"current_password": PASSWORD, "new_password": "short"},
+            ) as r:
+                assert r.status in (400, 429), await r.text()
+    assert statuses[:4] == [401] * 4 and set(statuses[5:]) == {429}, statuses
