@@ -9,10 +9,11 @@ envelope header), every other part is copied. Only a text field's value is held 
 Strict on purpose, because the upstream must read the names the gateway read: no preamble, no
 transport padding, CRLF line ends, exactly one `Content-Disposition: form-data` per part with
 one `name` and at most one `filename` (no other parameters, no `name*`), quoted values without
-`"`, `\\` or control characters. The Content-Disposition of every part is written again from
-what was parsed, so an ambiguity that survived would still not reach the upstream. Anything
-else raises FieldError (the caller answers 400; nothing is forwarded as plaintext).
-Never logs, never puts a value into an error message.
+`"`, `\\` or control characters, no name starting with `/` (which aiohttp strips). The
+Content-Disposition of every part is written again from what was parsed, so an ambiguity that
+survived would still not reach the upstream. Anything else raises FieldError (the caller
+answers 400; nothing is forwarded as plaintext). Never logs, never puts a value into an error
+message.
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ def _parse_part_headers(block: bytes) -> _Part:
     params = _params(";" + rest if rest else "")
     if "name" not in params or set(params) - {"name", "filename"}:
         raise FieldError("part needs one name and at most a filename")
+    if params["name"].startswith("/"):
+        # SECURITY: aiohttp strips leading `/` from a quoted name: `"/title"` is `title` there.
+        raise FieldError("part name a permissive parser reads differently")
     return _Part(params["name"], params.get("filename"), content_type, tuple(others))
 
 

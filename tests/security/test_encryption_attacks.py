@@ -1,0 +1,88 @@
+"""Encryption bypass attempts: bodies the gateway reads one way and a real upstream framework
+(aiohttp's own request parsers) reads another, so that a designated field would reach the app
+in plaintext. The upstream here parses every request the way an aiohttp app does and records
+what it read; the plaintext must never be among it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from tests.auth.conftest import AuthGw, auth_config, start
+from tests.encryption.conftest import write_setup
+from tests.proxy.conftest import free_port
+
+SECRET = "the plaintext that must not arrive"
+
+
+@pytest.fixture
+async def parsed() -> AsyncIterator[tuple[str, list[dict]]]:
+    """An upstream that reads forms, multipart and JSON as aiohttp apps do."""
+    seen: list[dict] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        entry: dict = {"query": dict(request.query), "ctype": request.content_type}
+        if request.content_type == "application/json":
+            try:
+                entry["json"] = await request.json()
+            except ValueError:
+                entry["json"] = None
+        elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            form = await request.post()
+            entry["form"] = {k: v if isinstance(v, str) else "<file>" for k, v in form.items()}
+        seen.append(entry)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}", seen
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def pgw(parsed, tmp_path: Path) -> AsyncIterator[tuple[AuthGw, list[dict]]]:
+    url, seen = parsed
+    config = auth_config(url, tmp_path, **write_setup(tmp_path))
+    runner, gw, clock = await start(config)
+    agw = AuthGw(f"http://127.0.0.1:{config.listen_port}", config, gw, clock, runner)
+    await agw.add_user("alice")
+    yield agw, seen
+    await runner.cleanup()
+
+
+def leaked(seen: list[dict]) -> bool:
+    return SECRET in json.dumps(seen)
+
+
+async def post(agw: AuthGw, path: str, body: bytes, headers: dict[str, str]) -> int:
+    async with agw.client() as s:
+        await agw.login(s, "alice")
+        async with s.post(agw.url + path, data=body, headers=headers) as r:
+            await r.read()
+            return r.status
+
+
+def multipart(name: str) -> tuple[bytes, dict[str, str]]:
+    body = (
+        f'--b0undary\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{SECRET}\r\n'
+        "--b0undary--\r\n"
+    ).encode()
+    return body, {"Content-Type": "multipart/form-data; boundary=b0undary"}
+
+
+@pytest.mark.parametrize("name", ["/title", "//title"])
+async def test_multipart_name_with_leading_slash_is_not_a_way_around(pgw, name):
+    """Attack: aiohttp strips leading `/` and `\\` from a quoted part name, so the app reads
+    `name="/title"` as `title` while the gateway saw another field and copied it."""
+    agw, seen = pgw
+    status = await post(agw, "/upload/x", *multipart(name))
+    assert not leaked(seen), seen
+    assert status == 400
