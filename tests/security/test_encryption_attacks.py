@@ -86,3 +86,32 @@ async def test_multipart_name_with_leading_slash_is_not_a_way_around(pgw, name):
     status = await post(agw, "/upload/x", *multipart(name))
     assert not leaked(seen), seen
     assert status == 400
+
+
+@pytest.mark.parametrize(
+    "path, body, ctype",
+    [
+        # UTF-7: `+AG4-` is `n`, `+AHQ-` is `t`; the gateway reads other names than the app.
+        ("/json/x", b'{"+AG4-ote": "' + SECRET.encode() + b'"}', "application/json; charset=utf-7"),
+        ("/form/x", b"+AHQ-itle=" + SECRET.replace(" ", "+").encode(), "utf-7"),
+        ("/form/x", f"title={SECRET}".encode("utf-16-le"), "utf-16-le"),
+        ("/form/x", f"title={SECRET}".encode("utf-16-le"), '"UTF-16-LE"'),
+    ],
+)
+async def test_a_charset_parameter_is_not_a_way_around(pgw, path, body, ctype):
+    """Attack: aiohttp decodes form and JSON bodies with the charset the client names, so a
+    body in another charset hides the field name from the gateway but not from the app."""
+    agw, seen = pgw
+    if not ctype.startswith("application/"):
+        ctype = f"application/x-www-form-urlencoded; charset={ctype}"
+    status = await post(agw, path, body, {"Content-Type": ctype})
+    assert not leaked(seen), seen
+    assert status == 415
+
+
+async def test_utf8_charset_is_still_encrypted(pgw):
+    agw, seen = pgw
+    ctype = "application/json; charset=UTF-8"
+    body = json.dumps({"note": SECRET}).encode()
+    assert await post(agw, "/json/x", body, {"Content-Type": ctype}) == 204
+    assert seen[-1]["json"]["note"].startswith("gwe1.") and not leaked(seen)
