@@ -135,6 +135,9 @@ async def transform_request(
         headers["Accept-Encoding"] = "identity"
     if kind is None or body is None:
         return body
+    codings = headers.getall("Content-Encoding", [])
+    if any(c.strip().lower() != "identity" for c in codings):  # every copy: apps differ
+        raise UnsupportedMediaType("encrypt_encoded_body")
     if kind == "body":
         version, key = await _active(datakeys, scope)
         content_type = headers.get("Content-Type", "")
@@ -157,8 +160,6 @@ async def transform_request(
             raise UnsupportedMediaType("encrypt_form_expected")
     elif media != _JSON and not media.endswith("+json"):
         raise UnsupportedMediaType("encrypt_json_expected")
-    if headers.get("Content-Encoding", "identity").strip().lower() != "identity":
-        raise UnsupportedMediaType("encrypt_encoded_body")
     if _foreign_charset(headers.get("Content-Type", "")):
         raise UnsupportedMediaType("encrypt_charset")
     raw = await _read_all(body, max_body)
@@ -202,8 +203,6 @@ async def _multipart(
     except FieldError as exc:
         ex.notes["encrypt_error"] = type(exc).__name__
         raise BadRequest("encrypt_unparsable_body") from None
-    if headers.get("Content-Encoding", "identity").strip().lower() != "identity":
-        raise UnsupportedMediaType("encrypt_encoded_body")
     version, key = await _active(datakeys, scope)
     counter = CRYPTO_BYTES.labels("encrypt")
 

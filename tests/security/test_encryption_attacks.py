@@ -14,7 +14,7 @@ from aiohttp import web
 
 from tests.auth.conftest import AuthGw, auth_config, start
 from tests.encryption.conftest import write_setup
-from tests.proxy.conftest import free_port
+from tests.proxy.conftest import free_port, raw_request
 
 SECRET = "the plaintext that must not arrive"
 
@@ -115,3 +115,56 @@ async def test_utf8_charset_is_still_encrypted(pgw):
     body = json.dumps({"note": SECRET}).encode()
     assert await post(agw, "/json/x", body, {"Content-Type": ctype}) == 204
     assert seen[-1]["json"]["note"].startswith("gwe1.") and not leaked(seen)
+
+
+async def raw_post(agw: AuthGw, path: str, headers: bytes, body: bytes) -> int:
+    """A signed-in POST written byte for byte (no client merges duplicate headers)."""
+    async with agw.client() as s:
+        await agw.login(s, "alice")
+        cookie = f"{agw.auth.sessions.cookie.name}={agw.cookie(s)}".encode()
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n".encode()
+        + b"Cookie: "
+        + cookie
+        + b"\r\n"
+        + headers
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    status, _ = await raw_request(agw.config.listen_port, request)
+    return status
+
+
+@pytest.mark.parametrize(
+    "headers, body",
+    [
+        # The gateway parsed the first type (a form without a `title`); a last-wins app
+        # (gunicorn's CONTENT_TYPE, for one) reads JSON with `title` in plaintext.
+        (
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Type: application/json\r\n",
+            json.dumps({"title": SECRET}).encode(),
+        ),
+        # The gateway saw `identity`; an app that honours the last coding inflates the body.
+        (
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Encoding: identity\r\nContent-Encoding: gzip\r\n",
+            __import__("gzip").compress(f"title={SECRET}".encode()),
+        ),
+    ],
+)
+async def test_duplicate_content_type_or_encoding_is_refused(pgw, headers, body):
+    agw, seen = pgw
+    status = await raw_post(agw, "/form/x", headers, body)
+    assert status in (400, 415)
+    assert seen == []
+
+
+async def test_a_compressed_body_on_a_whole_body_rule_is_refused(pgw):
+    """The gateway relays bodies as sent (no inflating server): an encoded body cannot be
+    sealed as what it claims to be, so it is refused like on the field rules."""
+    agw, seen = pgw
+    body = __import__("gzip").compress(SECRET.encode())
+    headers = {"Content-Type": "text/plain", "Content-Encoding": "gzip"}
+    assert await post(agw, "/blob/x", body, headers) == 415
+    assert seen == []
