@@ -107,7 +107,8 @@ def _seal_value(value: Any, seal: Seal) -> str:
     if isinstance(value, str):
         return seal(value.encode("utf-8"))
     # Numbers, booleans, objects and arrays are sealed as their compact JSON text.
-    return seal(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return seal(text.encode("utf-8"))
 
 
 def _apply(node: Any, steps: tuple[Step, ...], seal: Seal) -> None:
@@ -149,6 +150,12 @@ def encrypt_json_fields(body: bytes, paths: Collection[JsonPath | str], seal: Se
         doc = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise FieldError("body is not valid JSON") from None
-    for path in compiled:
-        _apply(doc, path.steps, seal)
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    try:
+        for path in compiled:
+            _apply(doc, path.steps, seal)
+        # A lone surrogate ("\ud800") parses but cannot be encoded, and 1e999 would come out
+        # as `Infinity`, which is not JSON: refused, never a 500 or a body the app misreads.
+        out = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return out.encode("utf-8")
+    except (UnicodeEncodeError, ValueError):
+        raise FieldError("body is not valid JSON") from None

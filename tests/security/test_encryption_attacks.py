@@ -168,3 +168,18 @@ async def test_a_compressed_body_on_a_whole_body_rule_is_refused(pgw):
     headers = {"Content-Type": "text/plain", "Content-Encoding": "gzip"}
     assert await post(agw, "/blob/x", body, headers) == 415
     assert seen == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"note": "\\ud800"}',
+        b'{"note": "ok", "other": "\\udfff"}',
+        b'{"note": "ok", "n": 1e999}',
+    ],
+    ids=["surrogate-sealed", "surrogate-elsewhere", "overflowing-number"],
+)
+async def test_json_the_gateway_cannot_reencode_is_400_and_reaches_nobody(pgw, body):
+    agw, seen = pgw
+    assert await post(agw, "/json/x", body, {"Content-Type": "application/json"}) == 400
+    assert seen == []
