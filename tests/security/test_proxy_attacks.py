@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 
+import pytest
+
 from tests.proxy.conftest import gateway, raw_request  # noqa: F401 - fixture
 
 
@@ -28,3 +30,27 @@ async def test_a_compressed_upload_reaches_the_upstream_as_sent(gateway, upstrea
     headers = {k.lower(): v for k, v in seen["headers"]}
     assert headers["content-encoding"] == "gzip"
     assert headers["content-length"] == str(len(body))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "X-Original-URL",
+        "X-Rewrite-URL",
+        "x_original_url",
+        "X-Override-URL",
+        "X-HTTP-Method-Override",
+        "X-HTTP-Method",
+        "X-Method-Override",
+        "x_http_method_override",
+    ],
+)
+async def test_path_and_method_override_headers_never_reach_the_upstream(gateway, name):  # noqa: F811
+    """Attack: the policy matched GET /x, but Symfony, Laminas, IIS URL Rewrite (X-Original-URL,
+    X-Rewrite-URL) or Rack and Express method-override (X-HTTP-Method-Override) make the app
+    act on another path or method than the one matched, e.g. a `deny` or `mfa` one."""
+    request = f"GET /x HTTP/1.1\r\nHost: gw\r\n{name}: /admin/delete\r\nConnection: close\r\n\r\n"
+    status, raw = await raw_request(gateway.port, request.encode())
+    assert status == 200
+    seen = json.loads(raw.partition(b"\r\n\r\n")[2])
+    assert "/admin/delete" not in json.dumps(seen["headers"]), seen["headers"]
