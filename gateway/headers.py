@@ -2,7 +2,8 @@
 
 Request side: hop-by-hop headers and every header named in `Connection` are removed FIRST, then
 every client-sent header whose name (folded for case and `_`/`-`) is one of the gateway's
-identity or forwarding headers or a path/method override, then the gateway's own cookies;
+identity or forwarding headers (any `X-Forwarded-*`, and other claims of the client's
+address), or a path/method override, then the gateway's own cookies;
 only after that are the gateway's headers added, so nothing a client sends can delete or forge
 them.
 Response side: hop-by-hop headers are removed, attempts by the upstream to set the gateway's
@@ -66,7 +67,23 @@ OVERRIDES = (
     "X-HTTP-Method",
     "X-Method-Override",
 )
-_RESERVED = frozenset(n.lower() for n in IDENTITY + FORWARDING + OVERRIDES)
+# Claims of the client's address that apps read before (or instead of) X-Forwarded-For, e.g.
+# PHP's `HTTP_CLIENT_IP`; with every other `X-Forwarded-*` (Ssl, Scheme, Prefix, Uri...) only
+# the gateway may say where a request comes from.
+CLIENT_CLAIMS = (
+    "Client-IP",
+    "X-Client-IP",
+    "True-Client-IP",
+    "X-Cluster-Client-IP",
+    "CF-Connecting-IP",
+    "Fastly-Client-IP",
+    "X-Originating-IP",
+    "X-Remote-IP",
+    "X-Remote-Addr",
+    "X-Forwarded",
+    "Forwarded-For",
+)
+_RESERVED = frozenset(n.lower() for n in IDENTITY + FORWARDING + OVERRIDES + CLIENT_CLAIMS)
 # The client's own Expect was answered by the gateway's server; the client library handles
 # Expect toward the upstream itself. Host is set explicitly.
 _DROP_REQUEST = frozenset({"host", "expect", "content-length"})
@@ -187,7 +204,8 @@ def upstream_headers(
             continue
         # SECURITY: `X_Forwarded_User` reaches CGI apps as the real one; an override header
         # would have the app serve another path or method than the policy matched.
-        if fold(name) in _RESERVED:
+        folded = fold(name)
+        if folded in _RESERVED or folded.startswith("x-forwarded-"):
             continue
         if low == "cookie":
             value = _strip_cookies(value, gateway_cookies)

@@ -54,3 +54,38 @@ async def test_path_and_method_override_headers_never_reach_the_upstream(gateway
     assert status == 200
     seen = json.loads(raw.partition(b"\r\n\r\n")[2])
     assert "/admin/delete" not in json.dumps(seen["headers"]), seen["headers"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Client-IP",  # PHP's classic $_SERVER['HTTP_CLIENT_IP'] ?? X-Forwarded-For ?? ...
+        "X-Client-IP",
+        "True-Client-IP",
+        "X-Cluster-Client-IP",
+        "CF-Connecting-IP",
+        "Fastly-Client-IP",
+        "X-Originating-IP",
+        "X-Remote-IP",
+        "X-Remote-Addr",
+        "X-Forwarded",
+        "Forwarded-For",
+        "X-Forwarded-Ssl",
+        "X-Forwarded-Scheme",
+        "X-Forwarded-Prefix",
+        "X-Forwarded-Uri",
+        "X_Forwarded_Server",
+    ],
+)
+async def test_client_claims_of_address_scheme_or_prefix_never_reach_the_upstream(
+    gateway,  # noqa: F811
+    name,
+):
+    """Attack: an untrusted client claims another address (for the app's IP allowlist, rate
+    limit or audit) or scheme/prefix (for the links and cookies it builds) in a header the
+    gateway does not own; only the gateway's own forwarding headers may say that."""
+    request = f"GET /x HTTP/1.1\r\nHost: gw\r\n{name}: 10.6.6.6\r\nConnection: close\r\n\r\n"
+    status, raw = await raw_request(gateway.port, request.encode())
+    assert status == 200
+    seen = json.loads(raw.partition(b"\r\n\r\n")[2])
+    assert "10.6.6.6" not in json.dumps(seen["headers"]), seen["headers"]
