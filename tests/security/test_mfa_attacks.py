@@ -4,7 +4,7 @@ password can do against the second factor."""
 from __future__ import annotations
 
 from tests.auth.conftest import PASSWORD
-from tests.auth.mfa_support import challenge, enroll, login, write_policy
+from tests.auth.mfa_support import JSON, challenge, code, enroll, login, write_policy
 
 LOCKOUT = {"max_failures": 5, "window": "15m", "duration": "30m", "ip_max_failures": 1000}
 
@@ -57,3 +57,38 @@ async def test_a_rejected_password_change_does_not_reset_the_totp_failure_count(
             ) as r:
                 assert r.status in (400, 429), await r.text()
     assert statuses[:4] == [401] * 4 and set(statuses[5:]) == {429}, statuses
+
+
+async def test_a_partial_session_changes_nothing_on_the_account(make_gateway, tmp_path):
+    """Attack: with the password only (enforce: all, MFA pending), use the partial session on
+    every state-changing account endpoint: change the password, turn MFA off, take new backup
+    codes, log the owner out everywhere. Each is 401 and nothing changes."""
+    write_policy(tmp_path)
+    agw = await make_gateway(mfa={"enforce": "all"})
+    await agw.add_user()
+    async with agw.client() as s:
+        await login(agw, s)
+        secret, codes = await enroll(agw, s)
+        owner = agw.cookie(s)
+    async with agw.client() as s:
+        assert (await login(agw, s))["status"] == "mfa_required"
+        reauth = {"password": PASSWORD, "code": code(agw, secret)}
+        for method, path, body in [
+            (
+                "POST",
+                "/.gateway/password",
+                {"current_password": PASSWORD, "new_password": "n" * 20},
+            ),
+            ("POST", "/.gateway/mfa/disable", reauth),
+            ("POST", "/.gateway/mfa/backup-codes", {"password": PASSWORD, "code": codes[0]}),
+            ("POST", "/.gateway/api/logout-all", {}),
+            ("POST", "/.gateway/account/logout-all", {}),
+            ("DELETE", "/.gateway/api/sessions/" + "0" * 32, None),
+            ("GET", "/.gateway/account", None),
+        ]:
+            async with s.request(method, agw.url + path, json=body, headers=JSON) as r:
+                assert r.status == 401, (path, r.status, await r.text())
+    assert await agw.auth.mfa.enabled("alice")
+    assert await agw.auth.mfa.codes_left("alice") == 10
+    assert await agw.auth.users.verify_login("alice", PASSWORD) is not None
+    assert await agw.auth.sessions.load(owner) is not None
