@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from gateway.crypto.envelope import ENVELOPE_CONTENT_TYPE, EnvelopeEncryptor
 from gateway.crypto.errors import FieldError
+from gateway.crypto.fields import shadows
 from gateway.crypto.token import MAX_FIELD_PLAINTEXT
 
 __all__ = [
@@ -237,6 +238,8 @@ async def rewrite_multipart(
         # The CRLF after the delimiter stays, so a part without headers reads as an empty block.
         block = await src.until(b"\r\n\r\n", MAX_PART_HEADER)
         part = _parse_part_headers(block[2:])
+        if shadows(part.name, sealer.names):
+            raise FieldError("part name another parser reads as a designated field")
         yield (b"" if parts == 1 else b"\r\n") + out_delim + b"\r\n"
         body = src.section(delimiter)
         if part.name not in sealer.names:

@@ -183,3 +183,54 @@ async def test_json_the_gateway_cannot_reencode_is_400_and_reaches_nobody(pgw, b
     agw, seen = pgw
     assert await post(agw, "/json/x", body, {"Content-Type": "application/json"}) == 400
     assert seen == []
+
+
+SHADOWS = ["title[]", "title[0]", "title[x][y]", " title", "[title]", "title]"]
+
+
+@pytest.mark.parametrize("name", SHADOWS)
+async def test_a_form_name_php_or_rack_reads_as_the_field_is_refused(pgw, name):
+    """Attack: PHP and Rack (Rails) read `title[]` and `title[x]` as the field `title` (an
+    array or a hash), PHP also turns ` ` and `.` into `_` and drops leading spaces, Rack
+    drops leading brackets: the gateway saw another name and copied the value in plaintext."""
+    agw, seen = pgw
+    from urllib.parse import quote_plus
+
+    body = f"{quote_plus(name)}={quote_plus(SECRET)}".encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert await post(agw, "/form/x", body, headers) == 400
+    assert seen == []
+
+
+@pytest.mark.parametrize("name", SHADOWS)
+async def test_a_multipart_name_php_or_rack_reads_as_the_field_is_refused(pgw, name):
+    agw, seen = pgw
+    assert await post(agw, "/upload/x", *multipart(name)) == 400
+    assert seen == []
+
+
+async def test_names_that_only_look_alike_still_pass(pgw):
+    agw, seen = pgw
+    body = f"title=a&titles=b&subtitle=c&tit_le=d&x[title]=e&note={SECRET}".encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert await post(agw, "/form/x", body, headers) == 204
+    form = seen[-1]["form"]
+    assert form["title"].startswith("gwe1.") and form["titles"] == "b" and form["x[title]"] == "e"
+
+
+@pytest.mark.parametrize(
+    "name, designated, shadowed",
+    [
+        ("my.title", "my_title", True),  # PHP: `.` and ` ` become `_`
+        ("my title", "my_title", True),
+        ("note[title][]", "note[title]", True),
+        ("note.x[title]", "note_x[title]", True),
+        ("note[title]", "note[title]", False),  # the designated name itself is sealed
+        ("note[other]", "note[title]", False),
+        ("my_title", "my.title", True),  # PHP reads the designated my.title as my_title
+    ],
+)
+def test_shadowing_follows_php_and_rack_name_rules(name, designated, shadowed):
+    from gateway.crypto.fields import shadows
+
+    assert shadows(name, [designated]) is shadowed
