@@ -89,3 +89,29 @@ async def test_client_claims_of_address_scheme_or_prefix_never_reach_the_upstrea
     assert status == 200
     seen = json.loads(raw.partition(b"\r\n\r\n")[2])
     assert "10.6.6.6" not in json.dumps(seen["headers"]), seen["headers"]
+
+
+async def test_absolute_form_target_naming_another_host_is_400(gateway, upstream):  # noqa: F811
+    """Attack: `GET http://other.example/admin` matched against one host and path while the
+    upstream reads another: refused before anything is matched or forwarded."""
+    status, _ = await raw_request(
+        gateway.port,
+        b"GET http://other.example/admin HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+    )
+    assert status == 400
+    assert upstream.seen == []
+
+
+async def test_identity_header_in_a_chunked_trailer_never_reaches_the_upstream(
+    gateway,  # noqa: F811
+    upstream,
+):
+    status, _ = await raw_request(
+        gateway.port,
+        b"POST /x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n"
+        b"\r\n3\r\nabc\r\n0\r\nX-Forwarded-User: admin\r\nX-Original-URL: /admin\r\n\r\n",
+    )
+    assert status == 200
+    (seen,) = upstream.seen
+    assert seen["body_len"] == 3
+    assert "admin" not in json.dumps(seen["headers"])
