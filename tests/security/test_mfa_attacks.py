@@ -55,7 +55,8 @@ async def test_a_rejected_password_change_does_not_reset_the_totp_failure_count(
                 agw.url + "/.gateway/password",
                 json={"current_password": PASSWORD, "new_password": "short"},
             ) as r:
-                assert r.status in (400, 429), await r.text()
+                # 401 mfa_required since the step-up rule below; either way no reset.
+                assert r.status in (400, 401, 429), await r.text()
     assert statuses[:4] == [401] * 4 and set(statuses[5:]) == {429}, statuses
 
 
@@ -92,3 +93,36 @@ async def test_a_partial_session_changes_nothing_on_the_account(make_gateway, tm
     assert await agw.auth.mfa.codes_left("alice") == 10
     assert await agw.auth.users.verify_login("alice", PASSWORD) is not None
     assert await agw.auth.sessions.load(owner) is not None
+
+
+async def test_a_password_alone_cannot_change_the_password_of_an_mfa_account(
+    make_gateway, tmp_path
+):
+    """Attack: under `mfa.enforce: policy` the stolen password gives a one-factor session;
+    with it, POST /.gateway/password replaced the password and ended every other session,
+    the owner's MFA sessions included: the account was taken from its owner without the
+    second factor. The change now needs the session stepped up with a code first."""
+    write_policy(tmp_path)
+    agw = await make_gateway()
+    await agw.add_user()
+    async with agw.client() as owner:
+        await login(agw, owner)
+        secret, _ = await enroll(agw, owner)
+        owner_cookie = agw.cookie(owner)
+    change = {"current_password": PASSWORD, "new_password": "attacker chose this one"}
+    async with agw.client() as s:
+        assert (await login(agw, s))["status"] == "authenticated"  # one factor
+        async with s.post(agw.url + "/.gateway/password", json=change) as r:
+            assert (r.status, await r.json()) == (401, {"error": "mfa_required"})
+        async with s.post(
+            agw.url + "/.gateway/password",
+            data={**change, "csrf_token": "x"},
+            allow_redirects=False,
+        ) as r:
+            assert r.status in (302, 303, 403)
+        assert await agw.auth.users.verify_login("alice", PASSWORD) is not None
+        assert await agw.auth.sessions.load(owner_cookie) is not None
+        # With the second factor the same session may change it.
+        assert await challenge(agw, s, code=code(agw, secret)) == (200, {"status": "authenticated"})
+        async with s.post(agw.url + "/.gateway/password", json=change) as r:
+            assert r.status == 200, await r.text()
