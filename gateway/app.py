@@ -88,7 +88,13 @@ def _code(status: int) -> str:
 def build_app(
     gw: Gateway, *, on_startup: list[Hook] = (), on_cleanup: list[Hook] = ()
 ) -> web.Application:
-    app = web.Application(middlewares=[observe], client_max_size=gw.config.max_body)
+    # SECURITY: bodies are relayed as the client framed them; an inflating server would send
+    # the upstream inflated bytes still labelled with their Content-Encoding and length.
+    app = web.Application(
+        middlewares=[observe],
+        client_max_size=gw.config.max_body,
+        handler_args={"auto_decompress": False},
+    )
     app[GATEWAY] = gw
     app.router.add_route("*", r"/{tail:[\s\S]*}", pipeline.handle)
     app.on_startup.extend(on_startup)

@@ -2,8 +2,10 @@
 
 Request side: hop-by-hop headers and every header named in `Connection` are removed FIRST, then
 every client-sent header whose name (folded for case and `_`/`-`) is one of the gateway's
-identity or forwarding headers, then the gateway's own cookies; only after that are the
-gateway's headers added, so nothing a client sends can delete or forge them.
+identity or forwarding headers (any `X-Forwarded-*`, and other claims of the client's
+address), or a path/method override, then the gateway's own cookies;
+only after that are the gateway's headers added, so nothing a client sends can delete or forge
+them.
 Response side: hop-by-hop headers are removed, attempts by the upstream to set the gateway's
 cookies are dropped, and `Location` headers pointing at the upstream's origin are rewritten.
 Never logs header values (they carry cookies and credentials).
@@ -54,7 +56,34 @@ FORWARDING = (
     "X-Real-IP",
     "Forwarded",
 )
-_RESERVED = frozenset(n.lower() for n in IDENTITY + FORWARDING)
+# Headers with which some frameworks replace the request's path or method (Symfony, Laminas,
+# IIS URL Rewrite; Rack, Express, ASP.NET method override): the app would act on another path
+# or method than the one the policy matched.
+OVERRIDES = (
+    "X-Original-URL",
+    "X-Rewrite-URL",
+    "X-Override-URL",
+    "X-HTTP-Method-Override",
+    "X-HTTP-Method",
+    "X-Method-Override",
+)
+# Claims of the client's address that apps read before (or instead of) X-Forwarded-For, e.g.
+# PHP's `HTTP_CLIENT_IP`; with every other `X-Forwarded-*` (Ssl, Scheme, Prefix, Uri...) only
+# the gateway may say where a request comes from.
+CLIENT_CLAIMS = (
+    "Client-IP",
+    "X-Client-IP",
+    "True-Client-IP",
+    "X-Cluster-Client-IP",
+    "CF-Connecting-IP",
+    "Fastly-Client-IP",
+    "X-Originating-IP",
+    "X-Remote-IP",
+    "X-Remote-Addr",
+    "X-Forwarded",
+    "Forwarded-For",
+)
+_RESERVED = frozenset(n.lower() for n in IDENTITY + FORWARDING + OVERRIDES + CLIENT_CLAIMS)
 # The client's own Expect was answered by the gateway's server; the client library handles
 # Expect toward the upstream itself. Host is set explicitly.
 _DROP_REQUEST = frozenset({"host", "expect", "content-length"})
@@ -173,7 +202,10 @@ def upstream_headers(
             client_host = value
         if low in HOP_BY_HOP or low in connection_named or low in _DROP_REQUEST:
             continue
-        if fold(name) in _RESERVED:  # SECURITY: `X_Forwarded_User` reaches CGI apps as the real one
+        # SECURITY: `X_Forwarded_User` reaches CGI apps as the real one; an override header
+        # would have the app serve another path or method than the policy matched.
+        folded = fold(name)
+        if folded in _RESERVED or folded.startswith("x-forwarded-"):
             continue
         if low == "cookie":
             value = _strip_cookies(value, gateway_cookies)

@@ -59,7 +59,8 @@ class Options(BaseModel):
 
 
 def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    # SECURITY: a header's non-UTF-8 bytes arrive as surrogates; hash them, never crash (500).
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ApiKeys:

@@ -56,13 +56,19 @@ async def read_posted(ex: Exchange, *, allow_empty: bool = False) -> Posted:
             return Posted("json", {})
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            # SECURITY: a lone surrogate (`"\ud800"`) parses but is no string that can be
+            # hashed or stored, and deep nesting overflows the parser: both 400, never 500.
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except (ValueError, UnicodeError, RecursionError):
             raise BadRequest("invalid_json") from None
         if not isinstance(data, dict):
             raise BadRequest("json_not_object")
         return Posted("json", data)
     if ctype in FORM_TYPES and not ex.wants_json:
-        form = await request.post()
+        try:
+            form = await request.post()
+        except (ValueError, LookupError):  # bytes that are not UTF-8, a bogus charset, framing
+            raise BadRequest("invalid_form") from None
         return Posted("form", {k: v for k, v in form.items() if isinstance(v, str)})
     if not request.body_exists and allow_empty:
         return Posted("empty", {})

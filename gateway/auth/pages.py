@@ -20,7 +20,7 @@ from gateway.auth.api import end_everywhere, revoke_session
 from gateway.auth.forms import Posted, check_token, csrf_cookie_token, read_posted
 from gateway.auth.identify import PasswordChangeRequired, load_identity, signed_in
 from gateway.auth.lockout import account_key
-from gateway.auth.mfa_flow import mfa_page, mfa_step
+from gateway.auth.mfa_flow import CHALLENGE, mfa_page, mfa_step
 from gateway.auth.redirects import safe_next
 from gateway.auth.service import AUTH, Auth
 from gateway.auth.sessions import SessionRecord
@@ -29,6 +29,7 @@ from gateway.endpoints import route
 from gateway.errors import (
     BadRequest,
     InvalidCredentials,
+    MfaRequired,
     TooManyRequests,
     Unauthorized,
     json_response,
@@ -156,7 +157,9 @@ async def login(ex: Exchange, gw: Gateway) -> web.StreamResponse:
             )
         raise InvalidCredentials("invalid_credentials")
     step = await mfa_step(gw, auth, user)
-    if step is None:
+    # SECURITY: a password alone never wipes an MFA user's count (wrong TOTP and backup codes
+    # included), or password re-logins between guesses would make the code guessable.
+    if step is None and not await auth.mfa.enabled(user.key):
         await auth.lockout.succeeded(account, ex.view.ip)
     else:
         # The password is right but a second factor is due: keep the failures counted so far.
@@ -219,16 +222,22 @@ async def password(ex: Exchange, gw: Gateway) -> web.StreamResponse:
             if ex.wants_json:
                 raise
             return _redirect(LOGIN + "?next=" + PASSWORD)
+        if await _needs_step_up(auth, record, user):
+            return _redirect(CHALLENGE + "?next=" + PASSWORD)
         return _password_page(auth, record.csrf, user)
     record, user = await signed_in(ex, gw, allow_password_change=True)
     posted = await read_posted(ex)
     check_token(ex, posted, record.csrf)
+    if await _needs_step_up(auth, record, user):
+        if posted.is_form:
+            return _redirect(CHALLENGE + "?next=" + PASSWORD)
+        raise MfaRequired("mfa_required")
     current, new = posted.data.get("current_password"), posted.data.get("new_password")
     if not isinstance(current, str) or not isinstance(new, str):
         raise BadRequest("missing_passwords")
     # The current password is a guess like any login: same counters, before the hash.
     try:
-        await auth.lockout.reserve(user.key, ex.view.ip, ex=ex)
+        reservation = await auth.lockout.reserve(user.key, ex.view.ip, ex=ex)
     except TooManyRequests as exc:
         if not posted.is_form:
             raise
@@ -243,7 +252,10 @@ async def password(ex: Exchange, gw: Gateway) -> web.StreamResponse:
         if posted.is_form:
             return _password_page(auth, record.csrf, user, 401, "The current password is wrong.")
         raise InvalidCredentials("wrong_current_password")
-    await auth.lockout.succeeded(user.key, ex.view.ip)
+    if await auth.mfa.enabled(user.key):
+        await auth.lockout.released(reservation)  # SECURITY: as at login, see there
+    else:
+        await auth.lockout.succeeded(user.key, ex.view.ip)
     problem = await auth.users.check_password(user.username, new)
     if problem is None and secrets.compare_digest(current.encode(), new.encode()):
         problem = "unchanged"
@@ -259,6 +271,12 @@ async def password(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     if posted.is_form:
         return _redirect("/")
     return json_response({"status": "password_changed"})
+
+
+async def _needs_step_up(auth: Auth, record: SessionRecord, user: User) -> bool:
+    """SECURITY: a password alone (a one-factor session under `enforce: policy`) must not
+    replace the password of an account with MFA on, and end the owner's sessions with it."""
+    return record.auth_level != "mfa" and await auth.mfa.enabled(user.key)
 
 
 _PROBLEMS = {

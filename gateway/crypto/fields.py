@@ -23,6 +23,7 @@ __all__ = [
     "compile_json_path",
     "encrypt_form_fields",
     "encrypt_json_fields",
+    "shadows",
 ]
 
 Seal = Callable[[bytes], str]
@@ -38,8 +39,30 @@ def _form_decode(part: bytes) -> bytes:
     return unquote_to_bytes(part.replace(b"+", b" "))
 
 
+_BRACKETS = re.compile(r"\[([^\]]*)\]")
+
+
+def _php_path(name: str) -> list[str]:
+    """A form field name as PHP and Rack (Rails) read it: `a.b[c][]` -> ["a_b", "c", ""]."""
+    name = name.lstrip(" ").lstrip("[]")  # PHP drops leading spaces, Rack leading brackets
+    base, bracket, rest = name.partition("[")
+    path = [base.rstrip("]").replace(" ", "_").replace(".", "_")]
+    return path + _BRACKETS.findall(bracket + rest)
+
+
+def shadows(name: str, names: Collection[str]) -> bool:
+    """SECURITY: `name` is not a designated field but PHP or Rack would read it as one (or as
+    something inside one): `title[]`, `title[x]`, `ti.tle`, ` title`. The caller refuses it."""
+    if name in names:
+        return False
+    path = _php_path(name)
+    return any(path[: len(p)] == p for p in map(_php_path, names))
+
+
 def encrypt_form_fields(body: bytes, names: Collection[str], seal: Seal) -> bytes:
     """Seal the values of the named fields; every other byte of the body stays as it was."""
+    if b";" in body:  # SECURITY: Rack 2 and older parse_qs split fields on `;` too
+        raise FieldError("raw ; in a form body")
     wanted = {name.encode("utf-8") for name in names}
     out: list[bytes] = []
     for pair in body.split(b"&") if body else []:
@@ -47,9 +70,11 @@ def encrypt_form_fields(body: bytes, names: Collection[str], seal: Seal) -> byte
         name = _form_decode(raw_name)
         value = _form_decode(raw_value)
         try:
-            name.decode("utf-8")
+            text = name.decode("utf-8")
         except UnicodeDecodeError:
             raise FieldError("form field name is not UTF-8") from None
+        if shadows(text, names):
+            raise FieldError("form field name another parser reads as a designated one")
         if name in wanted:
             # The token alphabet needs no percent-encoding.
             out.append(raw_name + b"=" + seal(value).encode("ascii"))
@@ -107,7 +132,8 @@ def _seal_value(value: Any, seal: Seal) -> str:
     if isinstance(value, str):
         return seal(value.encode("utf-8"))
     # Numbers, booleans, objects and arrays are sealed as their compact JSON text.
-    return seal(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return seal(text.encode("utf-8"))
 
 
 def _apply(node: Any, steps: tuple[Step, ...], seal: Seal) -> None:
@@ -149,6 +175,12 @@ def encrypt_json_fields(body: bytes, paths: Collection[JsonPath | str], seal: Se
         doc = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise FieldError("body is not valid JSON") from None
-    for path in compiled:
-        _apply(doc, path.steps, seal)
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    try:
+        for path in compiled:
+            _apply(doc, path.steps, seal)
+        # A lone surrogate ("\ud800") parses but cannot be encoded, and 1e999 would come out
+        # as `Infinity`, which is not JSON: refused, never a 500 or a body the app misreads.
+        out = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return out.encode("utf-8")
+    except (UnicodeEncodeError, ValueError):
+        raise FieldError("body is not valid JSON") from None

@@ -9,10 +9,11 @@ envelope header), every other part is copied. Only a text field's value is held 
 Strict on purpose, because the upstream must read the names the gateway read: no preamble, no
 transport padding, CRLF line ends, exactly one `Content-Disposition: form-data` per part with
 one `name` and at most one `filename` (no other parameters, no `name*`), quoted values without
-`"`, `\\` or control characters. The Content-Disposition of every part is written again from
-what was parsed, so an ambiguity that survived would still not reach the upstream. Anything
-else raises FieldError (the caller answers 400; nothing is forwarded as plaintext).
-Never logs, never puts a value into an error message.
+`"`, `\\` or control characters, no name starting with `/` (which aiohttp strips). The
+Content-Disposition of every part is written again from what was parsed, so an ambiguity that
+survived would still not reach the upstream. Anything else raises FieldError (the caller
+answers 400; nothing is forwarded as plaintext). Never logs, never puts a value into an error
+message.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 from gateway.crypto.envelope import ENVELOPE_CONTENT_TYPE, EnvelopeEncryptor
 from gateway.crypto.errors import FieldError
+from gateway.crypto.fields import shadows
 from gateway.crypto.token import MAX_FIELD_PLAINTEXT
 
 __all__ = [
@@ -129,6 +131,9 @@ def _parse_part_headers(block: bytes) -> _Part:
     params = _params(";" + rest if rest else "")
     if "name" not in params or set(params) - {"name", "filename"}:
         raise FieldError("part needs one name and at most a filename")
+    if params["name"].startswith("/"):
+        # SECURITY: aiohttp strips leading `/` from a quoted name: `"/title"` is `title` there.
+        raise FieldError("part name a permissive parser reads differently")
     return _Part(params["name"], params.get("filename"), content_type, tuple(others))
 
 
@@ -233,6 +238,8 @@ async def rewrite_multipart(
         # The CRLF after the delimiter stays, so a part without headers reads as an empty block.
         block = await src.until(b"\r\n\r\n", MAX_PART_HEADER)
         part = _parse_part_headers(block[2:])
+        if shadows(part.name, sealer.names):
+            raise FieldError("part name another parser reads as a designated field")
         yield (b"" if parts == 1 else b"\r\n") + out_delim + b"\r\n"
         body = src.section(delimiter)
         if part.name not in sealer.names:

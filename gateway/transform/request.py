@@ -43,6 +43,7 @@ MULTIPART = "multipart/form-data"
 # A rewritten multipart body this small is checked whole before the upstream sees a byte.
 LOOKAHEAD = 1 << 20
 _JSON = "application/json"
+_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii"})
 
 
 def scope_of(ex: Exchange, enc: Encrypt) -> str:
@@ -73,6 +74,17 @@ async def _active(datakeys: DataKeys, scope: str) -> tuple[int, bytes]:
 
 def _media(headers: CIMultiDict[str]) -> str:
     return headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+
+def _foreign_charset(content_type: str) -> bool:
+    """SECURITY: apps (aiohttp among them) decode form and JSON bodies with the charset the
+    client names; in UTF-7 or UTF-16 the field names the gateway reads are not the app's."""
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            if value.strip().strip('"').strip().lower() not in _CHARSETS:
+                return True
+    return False
 
 
 async def _read_all(body: AsyncIterator[bytes] | None, limit: int) -> bytes:
@@ -123,6 +135,9 @@ async def transform_request(
         headers["Accept-Encoding"] = "identity"
     if kind is None or body is None:
         return body
+    codings = headers.getall("Content-Encoding", [])
+    if any(c.strip().lower() != "identity" for c in codings):  # every copy: apps differ
+        raise UnsupportedMediaType("encrypt_encoded_body")
     if kind == "body":
         version, key = await _active(datakeys, scope)
         content_type = headers.get("Content-Type", "")
@@ -145,8 +160,8 @@ async def transform_request(
             raise UnsupportedMediaType("encrypt_form_expected")
     elif media != _JSON and not media.endswith("+json"):
         raise UnsupportedMediaType("encrypt_json_expected")
-    if headers.get("Content-Encoding", "identity").strip().lower() != "identity":
-        raise UnsupportedMediaType("encrypt_encoded_body")
+    if _foreign_charset(headers.get("Content-Type", "")):
+        raise UnsupportedMediaType("encrypt_charset")
     raw = await _read_all(body, max_body)
     version, key = await _active(datakeys, scope)
 
@@ -188,8 +203,6 @@ async def _multipart(
     except FieldError as exc:
         ex.notes["encrypt_error"] = type(exc).__name__
         raise BadRequest("encrypt_unparsable_body") from None
-    if headers.get("Content-Encoding", "identity").strip().lower() != "identity":
-        raise UnsupportedMediaType("encrypt_encoded_body")
     version, key = await _active(datakeys, scope)
     counter = CRYPTO_BYTES.labels("encrypt")
 
