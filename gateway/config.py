@@ -4,8 +4,8 @@ Owns the schema of the contract's config keys (DESIGN.md section 3) and the erro
 `gateway check`. Every error names the key path, the offending value and what was expected; all
 errors are reported at once. Never prints a secret: values under any key whose name looks
 secret (`keys.`, `kek`, `token`, `password`...) are shown as `<redacted>`, the credentials of
-every URL are masked, and a mapping shows its key names only. Nothing else in the gateway reads YAML
-or the environment at request time.
+every URL are masked, and a mapping shows its key names only. Nothing else in the gateway reads
+YAML or the environment at request time.
 """
 
 from __future__ import annotations
