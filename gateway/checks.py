@@ -1,28 +1,65 @@
 """`gateway check`: every problem in the config and the policies, at once, as printable lines.
-Never prints secret values (config errors redact them)."""
+
+Every stage runs even when an earlier one failed: the config's schema, `keys.active` and the
+plugins' options (gateway/config.py), then the policies, found through the raw `policies`
+value (else the default glob) when the config itself is invalid. Every line names the file and
+the key. Never prints secret values (config errors redact them)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.config import ConfigError, load_config
-from gateway.policy import PolicyError, load_policies
+from gateway.config import Config, ConfigError, load_config
+from gateway.policy import ACCESS_LEVELS, PolicyError, load_policies
 
 __all__ = ["check_all"]
 
+_DEFAULT_POLICIES = list(Config.model_fields["policies"].default)
+
 
 def check_all(path: Path) -> list[str]:
+    problems: list[str] = []
     try:
         config = load_config(path)
     except ConfigError as exc:
-        return [f"{exc.source}: {p}" for p in exc.problems]
+        problems = [f"{exc.source}: {p}" for p in exc.problems]
+        if not isinstance(exc.data, dict):
+            return problems  # unreadable or not YAML: there is nothing to find policies by
+        settings = _raw_policy_settings(exc.data, Path(path).resolve().parent)
+    else:
+        settings = (
+            list(config.policies),
+            config.base_dir,
+            config.default_access,
+            config.policy_options.case_insensitive_paths,
+        )
+    patterns, base_dir, default_access, case_insensitive = settings
     try:
         load_policies(
-            list(config.policies),
-            base_dir=config.base_dir,
-            default_access=config.default_access,
-            case_insensitive_paths=config.policy_options.case_insensitive_paths,
+            patterns,
+            base_dir=base_dir,
+            default_access=default_access,
+            case_insensitive_paths=case_insensitive,
         )
     except PolicyError as exc:
-        return [str(p) for p in exc.problems]
-    return []
+        problems.extend(str(p) for p in exc.problems)
+    return problems
+
+
+def _raw_policy_settings(data: dict, base_dir: Path) -> tuple[list[str], Path, str, bool]:
+    """What the policies need, read from a config that failed validation: a value of the
+    wrong type falls back to its default (the config stage has reported it already)."""
+    raw = data.get("policies", _DEFAULT_POLICIES)
+    if isinstance(raw, list) and all(isinstance(p, str) for p in raw):
+        patterns = raw
+    else:
+        patterns = _DEFAULT_POLICIES
+    access = data.get("default_access", "deny")
+    options = data.get("policy_options")
+    case = options.get("case_insensitive_paths") if isinstance(options, dict) else None
+    return (
+        patterns,
+        base_dir,
+        access if access in ACCESS_LEVELS else "deny",
+        case if isinstance(case, bool) else False,
+    )

@@ -12,11 +12,12 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from gateway import __version__
 from gateway.config import Config, ConfigError, load_config
 
-__all__ = ["main", "COMMANDS"]
+__all__ = ["main", "COMMANDS", "Parser"]
 
 EXIT_OK, EXIT_FAILED, EXIT_KEYS = 0, 1, 2
 Command = Callable[[argparse.Namespace], int]
@@ -71,7 +72,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         return fail(str(exc), exc.exit_code)
 
 
-def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+class Parser(argparse.ArgumentParser):
+    """Usage errors exit 1 (exit 2 is reserved for missing or malformed key material).
+    Sub-parsers (every verb, plugins' too) are made of this class as well."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_FAILED, f"{self.prog}: error: {message}\n")
+
+
+class _PreParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ValueError(message)
+
+
+def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-c",
@@ -80,9 +95,12 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         metavar="FILE",
         help="config file (default: $GATEWAY_CONFIG or ./gateway.yaml)",
     )
-    parser = argparse.ArgumentParser(
-        prog="gateway", parents=[common], description="Portcullis security gateway"
-    )
+    return common
+
+
+def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    common = _common()
+    parser = Parser(prog="gateway", parents=[common], description="Portcullis security gateway")
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -110,13 +128,14 @@ def _plugin_verbs(
     from gateway.plugin_loader import add_plugin_commands
 
     args = sys.argv[1:] if argv is None else argv
-    path = None
-    for i, arg in enumerate(args):
-        if arg in ("-c", "--config") and i + 1 < len(args):
-            path = args[i + 1]
-        elif arg.startswith("--config="):
-            path = arg.partition("=")[2]
-    path = path or os.environ.get("GATEWAY_CONFIG") or "gateway.yaml"
+    # Every spelling argparse accepts (`-c F`, `-cF`, `--config F`, `--config=F`, `--conf F`),
+    # anywhere in argv; the last one wins, as in the full parse.
+    pre = _PreParser(add_help=False, parents=[_common()])
+    try:
+        known, _ = pre.parse_known_args(args)
+    except ValueError:
+        return  # e.g. `-c` without a file: the full parse reports it
+    path = getattr(known, "config", None) or os.environ.get("GATEWAY_CONFIG") or "gateway.yaml"
     try:
         config = load_config(path)
     except ConfigError:

@@ -2,9 +2,10 @@
 
 Owns the schema of the contract's config keys (DESIGN.md section 3) and the error report of
 `gateway check`. Every error names the key path, the offending value and what was expected; all
-errors are reported at once. Never prints a secret: values under `keys.` are shown as
-`<redacted>`, and passwords inside store URLs are masked. Nothing else in the gateway reads YAML
-or the environment at request time.
+errors are reported at once. Never prints a secret: values under any key whose name looks
+secret (`keys.`, `kek`, `token`, `password`...) are shown as `<redacted>`, the credentials of
+every URL are masked, and a mapping shows its key names only. Nothing else in the gateway reads
+YAML or the environment at request time.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from pydantic import (
 
 from gateway.units import parse_duration, parse_size
 
-__all__ = ["Config", "ConfigError", "ConfigProblem", "load_config", "parse_config"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ConfigProblem",
+    "load_config",
+    "mask_urls",
+    "parse_config",
+]
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -214,25 +222,36 @@ class ConfigProblem:
 class ConfigError(Exception):
     """The config is invalid; `problems` lists every error found."""
 
-    def __init__(self, problems: list[ConfigProblem], source: str = "config") -> None:
+    def __init__(
+        self, problems: list[ConfigProblem], source: str = "config", data: object = None
+    ) -> None:
         self.problems = problems
         self.source = source
+        self.data = data  # the raw mapping, when the file parsed as one (never printed)
         super().__init__(
             f"{source}: {len(problems)} error(s)\n" + "\n".join(f"  - {p}" for p in problems)
         )
 
 
+# Key names that may hold a secret (a misplaced `kek:`, an `api_token:` where none belongs).
+_SECRET_NAME = re.compile(r"kek|key|secret|passw|token|credential", re.IGNORECASE)
+# The userinfo of any URL (`scheme://user:password@host`), wherever it appears in a value.
+_USERINFO = re.compile(r"(?<=://)[^/@\s'\"]*@")
+
+
+def mask_urls(text: str) -> str:
+    """`text` with the credentials of every URL in it replaced by `***`."""
+    return _USERINFO.sub("***@", text)
+
+
 def _show(key: str, value: object) -> str:
-    if key.startswith("keys."):
+    if any(part != "passwords" and _SECRET_NAME.search(part) for part in key.split(".")):
         return "<redacted>"
-    if isinstance(value, str):
-        if key == "store.url":
-            value = re.sub(r"//([^/@]*)@", "//***@", value)
-        return repr(value)
-    if isinstance(value, dict | list):
-        text = repr(value)
-        return text if len(text) <= 80 else text[:77] + "..."
-    return repr(value)
+    if isinstance(value, dict):
+        # Key names only: a mapping under an unknown key may hold a secret under any name.
+        return "{" + ", ".join(f"{k}: ..." for k in map(str, value)) + "}"
+    text = mask_urls(repr(value))
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _problems(exc: ValidationError) -> list[ConfigProblem]:
@@ -251,6 +270,9 @@ def _problems(exc: ValidationError) -> list[ConfigProblem]:
 
 
 def parse_config(data: object, *, base_dir: Path, source: str = "config") -> Config:
+    """Validate a parsed gateway.yaml. Every stage runs even when an earlier one failed (the
+    schema, `keys.active`, the plugins' options), so ConfigError lists all problems at once;
+    it keeps the raw mapping (`data`) so `gateway check` can still check the policies."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -258,30 +280,52 @@ def parse_config(data: object, *, base_dir: Path, source: str = "config") -> Con
             [ConfigProblem("(top level)", type(data).__name__, "expected a mapping of keys")],
             source,
         )
+    problems: list[ConfigProblem] = []
+    config: Config | None = None
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_problems(exc), source) from None
-    if config.keys.active not in config.keys.kek:
-        raise ConfigError(
-            [
-                ConfigProblem(
-                    "keys.active",
-                    repr(config.keys.active),
-                    "expected one of the ids under keys.kek",
-                )
-            ],
-            source,
-        )
-    if config.plugins:
-        # Each plugin validates its own `with:` block (imports it: no plugin at request time).
-        from gateway.plugin_loader import problems_of
-
-        found = problems_of(config.plugins, base_dir)
-        if found:
-            raise ConfigError([ConfigProblem(*p) for p in found], source)
+        problems.extend(_problems(exc))
+    problems.extend(_keys_problems(config.keys if config else data.get("keys", {})))
+    problems.extend(_plugin_problems(config.plugins if config else data.get("plugins"), base_dir))
+    if problems or config is None:
+        raise ConfigError(problems, source, data)
     config._base_dir = base_dir
     return config
+
+
+def _keys_problems(keys: object) -> list[ConfigProblem]:
+    """`keys.active` names a configured KEK (checked on the raw value when the schema failed;
+    a `keys` block the schema refused has its errors reported already)."""
+    if not isinstance(keys, Keys):
+        try:
+            keys = Keys.model_validate(keys if keys is not None else {})
+        except ValidationError:
+            return []
+    if keys.active in keys.kek:
+        return []
+    return [
+        ConfigProblem("keys.active", repr(keys.active), "expected one of the ids under keys.kek")
+    ]
+
+
+def _plugin_problems(refs: object, base_dir: Path) -> list[ConfigProblem]:
+    """Each plugin validates its own `with:` block (imports it: no plugin at request time).
+    With the schema failed, every raw entry that is a valid reference is still checked."""
+    if not refs or not isinstance(refs, list | tuple):
+        return []
+    from gateway.plugin_loader import problems_of
+
+    found: list[tuple[str, str, str]] = []
+    for i, ref in enumerate(refs):
+        if not isinstance(ref, PluginRef):
+            try:
+                ref = PluginRef.model_validate(ref)
+            except ValidationError:
+                continue  # the schema stage reported it
+        for key, shown, expected in problems_of((ref,), base_dir):
+            found.append((f"plugins.{i}" + key.removeprefix("plugins.0"), shown, expected))
+    return [ConfigProblem(key, mask_urls(shown), expected) for key, shown, expected in found]
 
 
 def load_config(path: str | Path) -> Config:

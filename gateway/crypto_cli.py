@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from gateway.audit_events import key_events, scope_user
 from gateway.auth.audit import Audit
 from gateway.auth.mfa import SecretStatus, rewrap_secrets, secrets_status
+from gateway.auth.users import Hasher, Users
 from gateway.cli import EXIT_OK, extension, fail, load
 from gateway.clock import SystemClock
+from gateway.config import Argon2Params
 from gateway.crypto import CryptoError, KeyMaterialError
-from gateway.crypto.datakeys import DataKeys, RewrapReport
+from gateway.crypto.datakeys import DataKeys, KeyStatus, RewrapReport
 from gateway.crypto.keyring import Keyring, generate_kek
 from gateway.store import StoreError, open_store
 from gateway.store.base import Store
@@ -69,7 +72,9 @@ def _run(args: argparse.Namespace, action: Action) -> int:
 
     try:
         return asyncio.run(main())
-    except (StoreError, CryptoError, ValueError) as exc:
+    except ValueError as exc:  # a bad scope, an unknown user: the message says which
+        return fail(str(exc))
+    except (StoreError, CryptoError) as exc:
         return fail(f"{type(exc).__name__}: {exc}")
 
 
@@ -82,10 +87,46 @@ async def _record_failure(
         log.warning("could not record %s: %s", event, type(again).__name__)
 
 
+def _counts(by_kek: dict[str, int]) -> str:
+    return " ".join(f"{kek}={n}" for kek, n in by_kek.items()) or "-"
+
+
+def status_lines(data: KeyStatus, secrets: SecretStatus) -> list[str]:
+    """`keys status` for people: counts and KEK ids, never key material."""
+    return [
+        f"active kek: {data.active_kek}",
+        f"data keys: {data.versions} (scopes {data.scopes}); by kek: {_counts(data.rows_by_kek)}; "
+        f"need rewrap: {data.needs_rewrap}; unknown kek: {data.unknown_kek}",
+        f"mfa secrets: {sum(secrets.by_kek.values())}; by kek: {_counts(secrets.by_kek)}; "
+        f"need rewrap: {secrets.needs_rewrap}",
+    ]
+
+
+def rewrap_lines(report: RewrapReport, secrets: SecretStatus) -> list[str]:
+    return [
+        f"data keys: rewrapped {report.rewrapped}; already current {report.current}; "
+        f"failed {len(report.failed)}",
+        f"mfa secrets: rewrapped {secrets.rewrapped}; failed {len(secrets.failed)}",
+    ]
+
+
+def _print(args: argparse.Namespace, lines: list[str], data: dict[str, object]) -> None:
+    if args.json:
+        print(json.dumps(data, sort_keys=True))
+    else:
+        print("\n".join(lines))
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     async def action(k: Keys) -> int:
-        print(await k.dk.status())
-        print(f"mfa secrets: {await secrets_status(k.store, k.keyring)}")
+        data = await k.dk.status()
+        secrets = await secrets_status(k.store, k.keyring)
+        as_json = {
+            "active_kek": data.active_kek,
+            "data_keys": asdict(data),
+            "mfa_secrets": {"by_kek": secrets.by_kek, "needs_rewrap": secrets.needs_rewrap},
+        }
+        _print(args, status_lines(data, secrets), as_json)
         return EXIT_OK
 
     return _run(args, action)
@@ -95,12 +136,16 @@ def cmd_rewrap(args: argparse.Namespace) -> int:
     async def action(k: Keys) -> int:
         try:
             report = await k.dk.rewrap_all()
-            print(report)
             secrets = await rewrap_secrets(k.store, k.keyring)
-            print(f"mfa secrets: {secrets}")
         except Exception as exc:
             await _record_failure(k.audit, "key.rewrap_failed", exc)
             raise
+        as_json = {
+            "data_keys": {"rewrapped": report.rewrapped, "current": report.current,
+                          "failed": report.failed},
+            "mfa_secrets": {"rewrapped": secrets.rewrapped, "failed": secrets.failed},
+        }  # fmt: skip
+        _print(args, rewrap_lines(report, secrets), as_json)
         await _record_rewrap(k.audit, report, secrets)
         failed = len(report.failed) + len(secrets.failed)
         if failed:
@@ -132,9 +177,23 @@ async def _record_rewrap(audit: Audit, report: RewrapReport, secrets: SecretStat
         log.warning("could not record key.rewrapped: %s", type(exc).__name__)
 
 
+async def _existing_user(store: Store, scope: str) -> None:
+    """A `user:` scope names an existing user, spelled as stored (the scope the gateway uses
+    is `user:` + the stored username): a key for anyone else would never be used."""
+    name = scope_user(scope)
+    if name is None:
+        return
+    user = await Users(store, Hasher(Argon2Params()), SystemClock()).get(name)
+    if user is None:
+        raise ValueError(f"no such user: {name[:200]}")
+    if user.username != name:
+        raise ValueError(f"the user's scope is spelled user:{user.username}")
+
+
 def cmd_rotate(args: argparse.Namespace) -> int:
     async def action(k: Keys) -> int:
         try:
+            await _existing_user(k.store, args.scope)
             version = await k.dk.rotate(args.scope)
         except Exception as exc:
             scope = args.scope[:200]
@@ -150,15 +209,22 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 
 @extension
 def register(verbs: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    keys = verbs.add_parser("keys", help="key encryption keys and per-scope data keys")
-    sub = keys.add_subparsers(dest="keys_verb", required=True)
-    sub.add_parser("generate", help="print a fresh random KEK (base64)").set_defaults(
-        func=cmd_generate
+    keys = verbs.add_parser(
+        "keys", parents=[common], help="key encryption keys and per-scope data keys"
     )
-    sub.add_parser("status", parents=[common], help="data keys, KEK ids, rows to rewrap")
-    sub.choices["status"].set_defaults(func=cmd_status)
-    sub.add_parser("rewrap", parents=[common], help="rewrap data keys under the active KEK")
-    sub.choices["rewrap"].set_defaults(func=cmd_rewrap)
+    sub = keys.add_subparsers(dest="keys_verb", required=True)
+    # `generate` needs no config file; it takes `-c` (and ignores it) like every verb.
+    sub.add_parser(
+        "generate", parents=[common], help="print a fresh random KEK (base64)"
+    ).set_defaults(func=cmd_generate)
+    status = sub.add_parser("status", parents=[common], help="data keys, KEK ids, rows to rewrap")
+    status.set_defaults(func=cmd_status)
+    rewrap = sub.add_parser(
+        "rewrap", parents=[common], help="rewrap data keys and MFA secrets under the active KEK"
+    )
+    rewrap.set_defaults(func=cmd_rewrap)
+    for p in (status, rewrap):
+        p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     p = sub.add_parser("rotate", parents=[common], help="new active data key version")
     p.add_argument("scope", help="user:NAME or role:NAME")
     p.set_defaults(func=cmd_rotate)

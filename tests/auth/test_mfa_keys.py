@@ -43,12 +43,12 @@ async def test_rewrap_reseals_mfa_secrets_and_old_kek_can_be_removed(
         secret, _ = await enroll(first, s)
     before = await first.auth.users.store.get("mfa", "alice")
     status, out = await asyncio.to_thread(_cli, first, monkeypatch, capsys, BOTH, "keys", "status")
-    assert status == 0 and "needs_rewrap=1" in out.splitlines()[-1]
+    assert status == 0 and "need rewrap: 1" in out.splitlines()[-1]
     status, out = await asyncio.to_thread(_cli, first, monkeypatch, capsys, BOTH, "keys", "rewrap")
-    assert status == 0 and "rewrapped=1" in out.splitlines()[-1]
+    assert status == 0 and "rewrapped 1;" in out.splitlines()[-1]
     assert await first.auth.users.store.get("mfa", "alice") != before
     status, out = await asyncio.to_thread(_cli, first, monkeypatch, capsys, BOTH, "keys", "status")
-    assert "needs_rewrap=0" in out.splitlines()[-1]
+    assert "need rewrap: 0" in out.splitlines()[-1]
     # A gateway that only has the new KEK: the same secret still verifies.
     second = await make_gateway(keys=NEW, mfa={"enforce": "all"})
     second.clock.set(first.clock.now() + 60)

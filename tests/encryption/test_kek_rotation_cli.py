@@ -82,14 +82,14 @@ async def test_rewrap_then_remove_old_kek(tmp_path: Path, store_upstream: Store)
     write_config(tmp_path, store_upstream.url, "B", ["A", "B"])
     status = cli(tmp_path, "keys", "status")
     assert status.returncode == 0, status.stderr
-    assert "needs_rewrap=1" in status.stdout and "'A': 1" in status.stdout
+    assert "by kek: A=1; need rewrap: 1;" in status.stdout
     done = cli(tmp_path, "keys", "rewrap")
     assert done.returncode == 0, done.stderr
-    assert "rewrapped=1" in done.stdout
+    assert "data keys: rewrapped 1;" in done.stdout
     again = cli(tmp_path, "keys", "rewrap")  # idempotent
-    assert again.returncode == 0 and "rewrapped=0, current=1" in again.stdout
+    assert again.returncode == 0 and "rewrapped 0; already current 1" in again.stdout
     status = cli(tmp_path, "keys", "status")
-    assert "needs_rewrap=0" in status.stdout and "'B': 1" in status.stdout
+    assert "by kek: B=1; need rewrap: 0;" in status.stdout
     kek_a = (tmp_path / "kek-A").read_text().strip()
     assert kek_a not in status.stdout + status.stderr + done.stdout + done.stderr
 
@@ -116,7 +116,7 @@ async def test_old_kek_removed_before_rewrap_fails_closed(
     assert done.returncode == 1
     assert "could not be rewrapped" in done.stderr + done.stdout
     status = cli(tmp_path, "keys", "status")
-    assert "unknown_kek=1" in status.stdout
+    assert "unknown kek: 1" in status.stdout
 
     egw = await running(tmp_path, write_config(tmp_path, store_upstream.url, "B", ["B"]))
     try:

@@ -174,7 +174,8 @@ def test_the_apikeys_verb_exists_only_with_the_plugin(tmp_path, capsys):
     (tmp_path / "gateway.yaml").write_text("upstream: {url: 'http://127.0.0.1:9'}\n")
     with pytest.raises(SystemExit) as info:
         main(["apikeys", "list", "-c", str(tmp_path / "gateway.yaml")])
-    assert info.value.code == 2 and "invalid choice: 'apikeys'" in capsys.readouterr().err
+    # A usage error: exit 1 (exit 2 is for missing or malformed key material).
+    assert info.value.code == 1 and "invalid choice: 'apikeys'" in capsys.readouterr().err
 
 
 async def test_with_a_session_the_key_is_ignored_and_still_stripped(cli, keyed, recorder):
