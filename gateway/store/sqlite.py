@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -222,6 +222,15 @@ class SQLiteStore:
         check_kind(kind)
 
         return await self._read("get", lambda db: _live_value(db, kind, key, self._clock.now()))
+
+    async def get_many(self, items: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        pairs = [(check_kind(kind), key) for kind, key in items]
+
+        def work(db: sqlite3.Connection) -> list[bytes | None]:
+            now = self._clock.now()
+            return [_live_value(db, kind, key, now) for kind, key in pairs]
+
+        return await self._read("get_many", work)
 
     async def put(self, kind: str, key: str, value: bytes, ttl: float | None = None) -> None:
         check_kind(kind)
