@@ -26,11 +26,24 @@ __all__ = ["BatchingHandler", "JsonFormatter", "batching", "setup_logging", "acc
 access_log = logging.getLogger("gateway.access")
 
 
+# One encoder for every line: json.dumps with keyword arguments builds a new one per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 class JsonFormatter(logging.Formatter):
+    _cache: tuple[int, str] = (-1, "")  # (second, its text), replaced as one object
+
+    def _time(self, created: float, msecs: float) -> str:
+        second = int(created)
+        cached, stamp = self._cache
+        if second != cached:  # strftime once a second, not once a line
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._cache = (second, stamp)
+        return f"{stamp}.{int(msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         out = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": self._time(record.created, record.msecs),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -41,7 +54,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             # The exception type only: tracebacks can quote local values (request data).
             out["exc"] = record.exc_info[0].__name__
-        return json.dumps(out, separators=(",", ":"), default=str)
+        return _ENCODE(out)
 
 
 FLUSH_DELAY = 0.005  # seconds a line may wait for others
@@ -117,4 +130,10 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # What JsonFormatter never writes need not be collected for every record: the caller's
+    # file and line (a stack walk), thread and process names (logging HOWTO, "Optimization").
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logging.getLogger("aiohttp.access").disabled = True

@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+import gateway.logs
 from gateway.logs import FLUSH_DELAY, MAX_BATCH, BatchingHandler, JsonFormatter, batching
 from tests.encryption.conftest import Store, store_upstream  # noqa: F401 - fixture
 from tests.observability.conftest import events_in, start_gateway, stop_gateway, write_config
@@ -116,8 +117,9 @@ async def test_a_line_from_another_thread_is_written_at_once_after_the_pending_o
         assert msgs(pipe) == ["on the loop", "from a thread"]
 
 
-def test_leaving_batching_writes_lines_whose_loop_never_ran_the_flush(logged) -> None:
+def test_leaving_batching_writes_lines_whose_loop_never_ran_the_flush(logged, monkeypatch) -> None:
     log, pipe = logged
+    monkeypatch.setattr(gateway.logs, "FLUSH_DELAY", 60.0)  # the timer cannot fire in time
 
     async def burst() -> None:
         for i in range(10):
@@ -162,3 +164,23 @@ async def test_sigterm_right_after_the_last_request_loses_no_access_line(
     logged_ids = [e.get("request_id") for e in events if e.get("logger") == "gateway.access"]
     assert sorted(i for i in logged_ids if i in ids) == ids
     assert events[-1]["msg"] == "stopped"  # and the shutdown lines after them
+
+
+def test_the_time_field_follows_each_records_own_second_and_milliseconds() -> None:
+    fmt = JsonFormatter()
+    stamps = []
+    for created, msecs in ((1700000000.999, 999), (1700000001.0, 0), (1700000000.5, 500)):
+        record = logging.makeLogRecord({"msg": "m", "name": "gateway.test"})
+        record.created, record.msecs = created, msecs
+        stamps.append(json.loads(fmt.format(record))["time"])
+    for created, msecs in ((1700000061.042, 42), (0.25, 250)):
+        record = logging.makeLogRecord({"msg": "m", "name": "gateway.test"})
+        record.created, record.msecs = created, msecs
+        stamps.append(json.loads(fmt.format(record))["time"])
+    assert stamps == [
+        "2023-11-14T22:13:20.999Z",
+        "2023-11-14T22:13:21.000Z",
+        "2023-11-14T22:13:20.500Z",  # an older record after a newer one
+        "2023-11-14T22:14:21.042Z",
+        "1970-01-01T00:00:00.250Z",
+    ]
