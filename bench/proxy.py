@@ -59,6 +59,7 @@ def serve_upstream(port: int) -> None:
 
     app = web.Application()
     app.router.add_get("/small", small)
+    app.router.add_get("/auth/small", small)  # bench/auth_path.py's authenticated route
     app.router.add_get("/1m", one_mib)
     web.run_app(
         app,
@@ -306,9 +307,15 @@ def cpu_seconds(pgid: int) -> float:
 
 
 def run_wrk(
-    ps: Processes, tmp: Path, url: str, args: argparse.Namespace, pgid: int | None = None
+    ps: Processes,
+    tmp: Path,
+    url: str,
+    args: argparse.Namespace,
+    pgid: int | None = None,
+    extra: list[str] | None = None,
 ) -> Result:
     argv = [WRK, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
+    argv += extra or []  # e.g. ["-H", "Cookie: ..."] (bench/auth_path.py)
     log = tmp / "wrk.out"
     cpu_before = cpu_seconds(pgid) if pgid else 0.0
     proc = ps.start("wrk", [*argv, url], log)
@@ -325,7 +332,14 @@ def run_wrk(
 # ----------------------------------------------------------------------------- profile
 
 
-def profile_gateway(ps: Processes, tmp: Path, pid: int, url: str, args: argparse.Namespace) -> None:
+def profile_gateway(
+    ps: Processes,
+    tmp: Path,
+    pid: int,
+    url: str,
+    args: argparse.Namespace,
+    extra: list[str] | None = None,
+) -> None:
     spy = shutil.which("py-spy")
     if spy is None:
         print("\nprofile: py-spy not installed (pip install py-spy); skipped")
@@ -334,7 +348,14 @@ def profile_gateway(ps: Processes, tmp: Path, pid: int, url: str, args: argparse
     seconds = args.profile
     load = ps.start(
         "wrk-profile",
-        [WRK, f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds + 3}s", url],
+        [
+            WRK,
+            f"-t{args.threads}",
+            f"-c{args.connections}",
+            f"-d{seconds + 3}s",
+            *(extra or []),
+            url,
+        ],
         tmp / "wrk-profile.out",
     )
     time.sleep(1)
@@ -361,7 +382,7 @@ def profile_gateway(ps: Processes, tmp: Path, pid: int, url: str, args: argparse
     if not total:
         print("\nprofile: no samples")
         return
-    print(f"\nGateway profile: py-spy, {seconds}s under wrk load on /small, {total} samples")
+    print(f"\nGateway profile: py-spy, {seconds}s under wrk load on {url}, {total} samples")
     print(f"(raw collapsed stacks: {raw})")
     print("  top self (leaf) frames:")
     for frame, n in self_time.most_common(15):

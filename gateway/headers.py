@@ -14,8 +14,8 @@ Never logs header values (they carry cookies and credentials).
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -159,7 +159,8 @@ def request_id(headers: CIMultiDict[str]) -> str:
     sent = headers.get("X-Request-ID")
     if sent is not None and _REQUEST_ID.match(sent):
         return sent
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, like uuid4().hex but a fifth of its cost.
+    return os.urandom(16).hex()
 
 
 def _strip_cookies(value: str, names: frozenset[str]) -> str:

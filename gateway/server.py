@@ -39,8 +39,12 @@ def _run(coro: Awaitable[int]) -> int:
 
 def serve(config: Config, *, dev: bool, build: Starter, metrics: bool = True) -> int:
     """Run one worker in this process until SIGTERM/SIGINT; returns the exit code.
-    `metrics=False` for supervised workers: the supervisor serves the summed metrics."""
-    return _run(_serve(config, dev=dev, build=build, metrics=metrics))
+    `metrics=False` for supervised workers: the supervisor serves the summed metrics.
+    Log lines are written in batches while it serves, all of them flushed before it returns."""
+    from gateway.logs import batching
+
+    with batching():
+        return _run(_serve(config, dev=dev, build=build, metrics=metrics))
 
 
 async def _serve(config: Config, *, dev: bool, build: Starter, metrics: bool = True) -> int:

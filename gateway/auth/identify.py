@@ -1,7 +1,8 @@
 """The load-identity step of the pipeline: session cookie -> session record -> user -> Identity.
 
 Runs on every request that carries a session cookie, with no cache, so a role change, a disable
-or a delete takes effect on the user's next request on every instance. Only a full session
+or a delete takes effect on the user's next request on every instance. Two store round trips:
+the session, then the user record and the MFA flag together (`Store.get_many`). Only a full session
 (auth level password or mfa) of an enabled user who needs no password change yields an
 identity; `ex.session` is set for any live session so the gateway's own endpoints can see
 partial ones. Never decides access and never logs the cookie.
@@ -9,9 +10,11 @@ partial ones. Never decides access and never logs the cookie.
 
 from __future__ import annotations
 
+from gateway.auth.mfa import ACTIVE as MFA_ACTIVE
 from gateway.auth.service import AUTH, Auth
 from gateway.auth.sessions import FULL_LEVELS, SessionRecord
-from gateway.auth.users import User
+from gateway.auth.users import KIND as USER_KIND
+from gateway.auth.users import User, normalize_username, parse_user
 from gateway.errors import GatewayError, Unauthorized
 from gateway.exchange import Exchange
 from gateway.headers import Identity
@@ -34,14 +37,17 @@ async def load_identity(ex: Exchange, gw: Gateway) -> None:
     record = await auth.sessions.load(token)
     if record is None:
         return
-    user = await auth.users.get(record.user)
+    # The user's store key is also the key of its MFA flag (auth.mfa.enabled(user.key)).
+    key = normalize_username(record.user)
+    raw_user, raw_mfa = await auth.users.store.get_many([(USER_KIND, key), (MFA_ACTIVE, key)])
+    user = parse_user(raw_user)
     if user is None or user.disabled or user.uid != record.user_uid:
         await auth.sessions.end(record)
         return
     ex.session = record
     ex.notes[USER_NOTE] = user
     # What the decide step needs to choose the MFA challenge or enrollment (access.py).
-    ex.notes["mfa_enabled"] = await auth.mfa.enabled(user.key)
+    ex.notes["mfa_enabled"] = raw_mfa is not None
     if record.auth_level in FULL_LEVELS and not user.must_change_password:
         ex.identity = identity_of(user)
 

@@ -130,6 +130,8 @@ class Sessions:
     # -- the cookie ----------------------------------------------------------------------------
     def read_cookie(self, request: web.Request) -> str | None:
         """The session token the client sent, if it has the shape of one."""
+        if "Cookie" not in request.headers:
+            return None  # most requests of a public route: skip building request.cookies
         try:
             value = request.cookies.get(self.cookie.name)
         except Exception:  # noqa: BLE001 - an unparsable Cookie header is no session

@@ -98,6 +98,16 @@ class User:
         return data
 
 
+def parse_user(raw: bytes | None) -> User | None:
+    """A stored user record, or None when absent or unreadable."""
+    if raw is None:
+        return None
+    try:
+        return User.decode(raw)
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
 # Argon2 is CPU- and memory-bound by design. Its own small pool, one thread short of the
 # machine's cores, keeps a core for the event loop so proxied requests do not queue behind a
 # burst of logins (and bounds the memory Argon2 can take at once).
@@ -170,14 +180,7 @@ class Users:
         self.verifications = 0
 
     async def get(self, name: str) -> User | None:
-        key = normalize_username(name)
-        raw = await self.store.get(KIND, key)
-        if raw is None:
-            return None
-        try:
-            return User.decode(raw)
-        except (ValueError, TypeError, KeyError):
-            return None
+        return parse_user(await self.store.get(KIND, normalize_username(name)))
 
     async def require(self, name: str) -> User:
         user = await self.get(name)

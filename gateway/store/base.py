@@ -11,6 +11,7 @@ given the same `kind` and a key prefix so the Redis backend can put them in one 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 __all__ = ["Store", "StoreError", "StoreUnavailable"]
@@ -28,6 +29,10 @@ class Store(Protocol):
     # -- durable records and expiring values -------------------------------------------------
     async def get(self, kind: str, key: str) -> bytes | None:
         """The value, or None when absent or expired."""
+
+    async def get_many(self, items: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """`get` of several (kind, key) pairs in one round trip (Redis: one pipeline), the
+        values in the order asked. For a request that needs several records at once."""
 
     async def put(self, kind: str, key: str, value: bytes, ttl: float | None = None) -> None:
         """Write a value; with `ttl` (seconds) it expires. Durable once awaited."""

@@ -29,7 +29,7 @@ import asyncio
 import inspect
 import math
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -204,6 +204,17 @@ class RedisStore:
     async def get(self, kind: str, key: str) -> bytes | None:
         value: bytes | None = await self._do("get", self._r.get(_value_key(kind, key)))
         return value
+
+    async def get_many(self, items: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        keys = [_value_key(kind, key) for kind, key in items]
+        if not keys:
+            return []
+        # transaction=False: a plain pipeline, one round trip (Cluster: one per node).
+        pipe = self._r.pipeline(transaction=False)
+        for name in keys:
+            pipe.get(name)
+        values = await self._do("get_many", pipe.execute())
+        return list(values)
 
     async def put(self, kind: str, key: str, value: bytes, ttl: float | None = None) -> None:
         ttl = check_ttl(ttl)

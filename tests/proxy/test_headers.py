@@ -153,3 +153,21 @@ async def test_upstream_location_is_rewritten_to_gateway_origin(gateway):
     ):
         assert r.status == 302
         assert r.headers["Location"] == f"http://127.0.0.1:{gateway.port}/landing?a=1"
+
+
+async def test_request_ids_are_random_hex_and_a_well_formed_client_id_is_kept(gateway):
+    seen = set()
+    async with aiohttp.ClientSession() as s:
+        for _ in range(40):
+            async with s.get(gateway.url + "/x") as r:
+                rid = r.headers["X-Request-ID"]
+                assert _headers(await r.json())["x-request-id"] == [rid]
+            assert len(rid) == 32 and all(c in "0123456789abcdef" for c in rid)
+            seen.add(rid)
+        async with s.get(gateway.url + "/x", headers={"X-Request-ID": "client-id.1"}) as r:
+            assert r.headers["X-Request-ID"] == "client-id.1"
+            assert _headers(await r.json())["x-request-id"] == ["client-id.1"]
+        async with s.get(gateway.url + "/x", headers={"X-Request-ID": "bad id\t<>"}) as r:
+            replaced = r.headers["X-Request-ID"]
+            assert len(replaced) == 32 and replaced not in seen
+    assert len(seen) == 40  # never repeats

@@ -231,3 +231,21 @@ async def test_records_survive_a_restart(backend: Backend) -> None:
     assert await s.index_members("sessions:alice") == ["s1"]
     assert await s.audit_tail(1) == [b"login"]
     assert (await s.count("lock", "fail:alice"))[0] == 1
+
+
+async def test_get_many_answers_each_pair_in_order(backend: Backend) -> None:
+    s = backend.store
+    assert await s.get_many([]) == []
+    await s.put("user", "alice", b"A")
+    await s.put("mfa", "alice", b"M")
+    await s.put("user", "bob", b"B", ttl=0.3)
+    await s.put("session", "s:1", b"S")
+    pairs = [("mfa", "alice"), ("user", "bob"), ("user", "carol"), ("user", "alice")]
+    pairs += [("session", "s:1"), ("mfa", "bob")]
+    assert await s.get_many(pairs) == [b"M", b"B", None, b"A", b"S", None]
+    await backend.pass_time(0.35)
+    await s.delete("mfa", "alice")
+    assert await s.get_many(pairs) == [None, None, None, b"A", b"S", None]
+    assert await s.get_many([("user", "alice")] * 3) == [b"A"] * 3
+    with pytest.raises(ValueError):
+        await s.get_many([("user", "alice"), ("bad:kind", "x")])

@@ -23,12 +23,19 @@ async def test_stopped_redis_raises_unavailable_then_same_store_recovers(
     await s.put("session", "sid", b"alive")
     backend.stop_servers()
     started = time.monotonic()
-    for op in (s.get("session", "sid"), s.incr("lock", "fail:alice", 60), s.ping()):
+    ops = (
+        s.get("session", "sid"),
+        s.get_many([("session", "sid"), ("user", "alice")]),
+        s.incr("lock", "fail:alice", 60),
+        s.ping(),
+    )
+    for op in ops:
         with pytest.raises(StoreUnavailable):
             await op
     assert time.monotonic() - started < 10  # fails fast, a request does not hang
     backend.start_servers()
     assert await s.get("session", "sid") == b"alive"
+    assert await s.get_many([("session", "sid"), ("user", "alice")]) == [b"alive", None]
     assert await s.incr("lock", "fail:alice", 60) == (1, pytest.approx(60, abs=1))
     await s.ping()
 
