@@ -9,18 +9,19 @@ never logs and never counts or reports plaintext.
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.crypto.errors import DecryptError
+from gateway.crypto.html_context import HtmlContext, escape_html
 from gateway.crypto.token import MAX_TOKEN_LEN, TOKEN_PREFIX, TOKEN_RE_BYTES
 
 __all__ = [
     "ReplaceCounts",
     "TokenReplacer",
+    "context_for",
     "escape_html",
     "escape_json_string",
     "escape_text",
@@ -38,12 +39,6 @@ _JSON_EXTRA = {
     0x2028: "\\u2028",
     0x2029: "\\u2029",
 }
-
-
-def escape_html(plaintext: bytes) -> bytes:
-    """HTML text and attribute-safe (quotes escaped too)."""
-    text = plaintext.decode("utf-8", errors="replace")
-    return html.escape(text, quote=True).encode("utf-8")
 
 
 def escape_json_string(plaintext: bytes) -> bytes:
@@ -69,11 +64,44 @@ def escaper_for(content_type: str) -> Callable[[bytes], bytes] | None:
     return None
 
 
+# Charsets whose bytes a browser does not read as ASCII-compatible text: the HTML context
+# cannot follow them, so no token is opened there.
+_OPAQUE_CHARSETS = (
+    "utf-16",
+    "utf16",
+    "utf-32",
+    "ucs-",
+    "unicode",
+    "iso-2022",
+    "csiso2022",
+    "utf-7",
+    "hz-gb",
+    "replacement",
+    "iso-10646",
+)
+
+
+def context_for(content_type: str) -> HtmlContext | None:
+    """A fresh HTML context for a markup media type (XML rules unless text/html), else None."""
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
+    if escaper_for(media) is not escape_html:
+        return None
+    context = HtmlContext(xml=media != "text/html")
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        charset = value.strip().strip('"').lower()
+        if key.strip().lower() == "charset" and charset.startswith(_OPAQUE_CHARSETS):
+            context.refuse_all()
+    return context
+
+
 @dataclass
 class ReplaceCounts:
     replaced: int = 0
     foreign: int = 0
     invalid: int = 0
+    refused_context: int = 0
 
 
 class TokenReplacer:
@@ -82,15 +110,20 @@ class TokenReplacer:
     `open_token(token)` returns the plaintext, None when the token is not this user's to open
     (foreign), or raises DecryptError when it fails authentication (invalid). Other exceptions
     (a store outage) propagate so the caller fails closed.
+
+    With a `context` (HTML), every upstream byte is fed to it in order and a token is opened
+    only where the context gives an escaper; elsewhere it stays as it is (refused_context).
     """
 
     def __init__(
         self,
         open_token: Callable[[str], bytes | None],
         escape: Callable[[bytes], bytes],
+        context: HtmlContext | None = None,
     ) -> None:
         self._open = open_token
         self._escape = escape
+        self._context = context
         self._pending = b""
         # True after an over-long run was passed through at a chunk end: its continuation in
         # the next chunk is still that run, not a place where a token can start.
@@ -104,6 +137,14 @@ class TokenReplacer:
     def _replacement(self, candidate: bytes) -> bytes:
         if not TOKEN_RE_BYTES.fullmatch(candidate):
             return candidate
+        escape = self._escape
+        if self._context is not None:
+            # SECURITY: a token in a URL, script, style or unlisted attribute is never opened,
+            # so a copied token cannot carry the viewer's plaintext off the page.
+            escape = self._context.escaper()
+            if escape is None:
+                self.counts.refused_context += 1
+                return candidate
         try:
             plaintext = self._open(candidate.decode("ascii"))
         except DecryptError:
@@ -113,7 +154,12 @@ class TokenReplacer:
             self.counts.foreign += 1
             return candidate
         self.counts.replaced += 1
-        return self._escape(plaintext)
+        return escape(plaintext)
+
+    def _emit(self, out: list[bytes], source: bytes) -> None:
+        out.append(source)
+        if self._context is not None:
+            self._context.feed(source)
 
     def _process(self, data: bytes, final: bool) -> bytes:
         out: list[bytes] = []
@@ -121,18 +167,20 @@ class TokenReplacer:
         if self._in_run:
             run = _RUN.match(data)
             pos = run.end() if run else 0
-            out.append(data[:pos])
+            self._emit(out, data[:pos])
             self._in_run = pos == len(data) and not final
         for match in _CANDIDATE.finditer(data, pos):
             start, end = match.span()
             # A run touching the end may continue in the next chunk; hold it unless it is
             # already too long to ever be a token.
             if end == len(data) and not final and end - start <= MAX_TOKEN_LEN:
-                out.append(data[pos:start])
+                self._emit(out, data[pos:start])
                 self._pending = data[start:]
                 return b"".join(out)
-            out.append(data[pos:start])
+            self._emit(out, data[pos:start])
             out.append(self._replacement(match.group()))
+            if self._context is not None:
+                self._context.feed(match.group())
             pos = end
             if end == len(data) and not final:
                 self._in_run = True
@@ -144,7 +192,7 @@ class TokenReplacer:
                 if tail.endswith(_PREFIX[:n]):
                     keep = n
                     break
-        out.append(tail[: len(tail) - keep])
+        self._emit(out, tail[: len(tail) - keep])
         self._pending = tail[len(tail) - keep :]
         return b"".join(out)
 

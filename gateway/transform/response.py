@@ -17,7 +17,8 @@ from multidict import CIMultiDict
 from gateway.crypto import CryptoError, DecryptError
 from gateway.crypto.datakeys import DataKeys
 from gateway.crypto.envelope import EnvelopeDecryptor, parse_header
-from gateway.crypto.stream_tokens import TokenReplacer, escaper_for
+from gateway.crypto.html_context import HtmlContext
+from gateway.crypto.stream_tokens import TokenReplacer, context_for, escaper_for
 from gateway.crypto.token import TOKEN_PREFIX, make_opener
 from gateway.errors import BadGateway
 from gateway.exchange import Exchange
@@ -57,6 +58,7 @@ class TokenFilter:
         self._datakeys = datakeys
         self._scope = scope
         self._escape: Callable[[bytes], bytes] | None = None
+        self._context: HtmlContext | None = None
 
     def headers(self, headers: CIMultiDict[str]) -> None:
         escape = escaper_for(headers.get("Content-Type", ""))
@@ -65,6 +67,9 @@ class TokenFilter:
             # Not a textual answer we can scan (or compressed): passed through untouched.
             return
         self._escape = escape
+        # SECURITY: in markup a token opens only where its plaintext is shown as text or a
+        # form value (gateway/crypto/html_context.py), never into a URL or script.
+        self._context = context_for(headers.get("Content-Type", ""))
         headers.pop("Content-Length", None)
 
     async def stream(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -83,7 +88,7 @@ class TokenFilter:
                 counter.inc(len(plaintext))
             return plaintext
 
-        replacer = TokenReplacer(open_token, self._escape)
+        replacer = TokenReplacer(open_token, self._escape, self._context)
         self._ex.notes["tokens"] = replacer.counts
         carry = b""
         async for chunk in chunks:
