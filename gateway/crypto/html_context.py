@@ -106,6 +106,7 @@ class HtmlContext:
         self._doctype = False
         self._dtd = b""
         self._raw_end: re.Pattern[bytes] | None = None
+        self._raw_name = b""
         self._started = False
         self.sticky = False
 
@@ -323,8 +324,11 @@ class HtmlContext:
         assert self._raw_end is not None
         m = self._raw_end.search(buf, i)
         if m is None:
-            j = buf.rfind(b"<", max(i, n - 12))
-            return self._keep(buf, j) if j >= 0 else n
+            # Keep only a tail that may still become the end tag ("</texta").
+            j = buf.rfind(b"<", max(i, n - len(self._raw_name) - 2))
+            if j >= 0 and (b"</" + self._raw_name).startswith(buf[j:].lower()):
+                return self._keep(buf, j)
+            return n
         self._end_of_raw(m.start())
         return m.start() + 2
 
@@ -389,4 +393,5 @@ class HtmlContext:
             self._state = SCRIPT
         elif name in _RAWTEXT or name in _RCDATA:
             self._state = RCDATA if name in _RCDATA else RAWTEXT
+            self._raw_name = name
             self._raw_end = re.compile(b"</" + re.escape(name) + rb"[\t\n\f\r />]", re.I)

@@ -2,7 +2,9 @@
 
 Counts `gateway_crypto_operations_total{op,result}` (bounded labels) and writes a
 `decrypt.failed` audit event when a response carried tampered tokens or a corrupt envelope,
-and an `encrypt.failed` one when a body on an encrypting rule could not be parsed (400).
+an `encrypt.failed` one when a body on an encrypting rule could not be parsed (400), and one
+`decrypt.refused_context` per response whose HTML held tokens in places they are never opened
+(a URL, script or unlisted attribute: see gateway/crypto/html_context.py).
 Never sees or records plaintext, tokens or keys: only the counts the transforms left.
 """
 
@@ -27,13 +29,14 @@ async def account(ex: Exchange, gw: Gateway) -> None:
         CRYPTO_OPS.labels("encrypt", "invalid").inc()
         await _audit(ex, gw, "encrypt.failed", 1)
     counts = notes.get("tokens")
-    invalid = 0
+    invalid = refused = 0
     if counts is not None:
-        for result in ("replaced", "foreign", "invalid"):
+        for result in ("replaced", "foreign", "invalid", "refused_context"):
             n = getattr(counts, result, 0)
             if n:
                 CRYPTO_OPS.labels("decrypt", "ok" if result == "replaced" else result).inc(n)
         invalid = getattr(counts, "invalid", 0)
+        refused = getattr(counts, "refused_context", 0)
     status = notes.get("decrypt")
     if status is not None:
         CRYPTO_OPS.labels("decrypt_body", status).inc()
@@ -41,9 +44,13 @@ async def account(ex: Exchange, gw: Gateway) -> None:
             invalid += 1
     if invalid:
         await _audit(ex, gw, "decrypt.failed", invalid)
+    if refused:
+        await _audit(ex, gw, "decrypt.refused_context", refused, outcome="refused_context")
 
 
-async def _audit(ex: Exchange, gw: Gateway, event: str, invalid: int) -> None:
+async def _audit(
+    ex: Exchange, gw: Gateway, event: str, count: int, *, outcome: str = "invalid"
+) -> None:
     auth = gw.services.get("auth")
     if auth is None:
         return
@@ -51,10 +58,10 @@ async def _audit(ex: Exchange, gw: Gateway, event: str, invalid: int) -> None:
         await auth.audit.record(
             event,
             user=ex.identity.user if ex.identity else None,
-            outcome="invalid",
+            outcome=outcome,
             ex=ex,
             rule=ex.rule_name,
-            count=str(invalid),
+            count=str(count),
         )
     except Exception:  # noqa: BLE001 - the answer is already sent; keep the log line
         log.warning("could not record %s", event, extra={"fields": {"rule": ex.rule_name}})

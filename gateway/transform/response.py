@@ -96,7 +96,8 @@ class TokenFilter:
             # across a chunk boundary: most answers (redirects, acks) carry no token.
             if opener is None and (_PREFIX in chunk or _PREFIX in carry + chunk[:4]):
                 opener = await self._opener()
-            carry = chunk[-4:]
+            # The last four bytes seen, also when chunks are shorter than that.
+            carry = (carry + chunk)[-4:]
             out = replacer.feed(chunk)
             if out:
                 yield out

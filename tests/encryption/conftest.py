@@ -72,12 +72,15 @@ def store_app(store: Store) -> web.Application:
             body = b"<p>" + body + b"</p>"
         split = request.query.get("split")
         if split is not None:
-            # Two writes with a pause between: the gateway sees the body in two chunks.
+            # Writes with a pause between (?split=5 or ?split=5,9,12): the gateway sees the
+            # body in that many chunks.
+            cuts = [int(c) for c in split.split(",")]
             resp = web.StreamResponse(headers={"Content-Type": content_type})
             await resp.prepare(request)
-            await resp.write(body[: int(split)])
-            await asyncio.sleep(0.05)
-            await resp.write(body[int(split) :])
+            for start, end in zip([0, *cuts], [*cuts, len(body)], strict=True):
+                if start:
+                    await asyncio.sleep(0.05 if len(cuts) == 1 else 0.01)
+                await resp.write(body[start:end])
             await resp.write_eof()
             return resp
         return web.Response(body=body, headers={"Content-Type": content_type})
