@@ -48,6 +48,23 @@ _SCRIPT_DOUBLE = re.compile(rb"-->|</script[\t\n\f\r />]", re.I)
 _QUOTED_LITERALS = re.compile(rb"\"[^\"]*\"|'[^']*'")
 _UNQUOTED_SPECIAL = re.compile(r"[\x00-\x2c/\x3a-\x40\x5b-\x5e`\x7b-\x7f]")
 _NAME_CAP = 32
+# Fast path for the common, unambiguous tag: letters/digits for names, attributes separated by
+# whitespace, values double-quoted. The tokenizer reads it exactly so; anything else takes the
+# state-by-state path.
+_SIMPLE_ATTRS = rb'(?:[\t\n\f\r ]+[A-Za-z][A-Za-z0-9_-]{0,31}(?:="[^"]*")?)*[\t\n\f\r ]*>'
+_SIMPLE_TAG = re.compile(rb"<(/?)([A-Za-z][A-Za-z0-9]{0,15})" + _SIMPLE_ATTRS)
+# Text and simple tags that change no state (any end tag; a start tag not named below), in one
+# match: most of a page.
+_SPECIAL = (
+    rb"(?i:script|style|textarea|title|xmp|iframe|noembed|noframes|noscript|plaintext|svg|math)"
+)
+_TEXT_RUN = re.compile(
+    rb"(?:[^<]*<(?:/|(?!"
+    + _SPECIAL
+    + rb"[\t\n\f\r >]))[A-Za-z][A-Za-z0-9]{0,15}"
+    + _SIMPLE_ATTRS
+    + rb")*[^<]*"
+)
 
 (
     DATA,
@@ -74,6 +91,7 @@ _NAME_CAP = 32
     SCRIPT_ESCAPED,
     SCRIPT_DOUBLE,
 ) = range(23)
+_INERT_FOR_TOKENS = frozenset({DATA, RCDATA, RAWTEXT, DQ_VALUE, SQ_VALUE, UNQ_VALUE})
 
 
 def escape_html(plaintext: bytes) -> bytes:
@@ -128,6 +146,12 @@ class HtmlContext:
             return False
         return (self._tag, self._attr) not in _DENIED_PAIRS
 
+    def feed_token(self, token: bytes) -> None:
+        """Feed a token's own bytes: `[A-Za-z0-9_.-]` change nothing in text or inside a value."""
+        if self._started and not self._buf and self._state in _INERT_FOR_TOKENS:
+            return
+        self.feed(token)
+
     def feed(self, data: bytes) -> None:
         if self.sticky or not data:
             return
@@ -153,9 +177,15 @@ class HtmlContext:
     def _step(self, buf: bytes, i: int, n: int) -> int:  # noqa: C901 - one branch per state
         state = self._state
         if state == DATA:
-            j = buf.find(b"<", i)
-            if j < 0:
+            j = _TEXT_RUN.match(buf, i).end()
+            if j == n:
                 return n
+            m = _SIMPLE_TAG.match(buf, j)
+            if m is not None:
+                self._end_tag = bool(m.group(1))
+                self._tag = m.group(2).lower()
+                self._tag_done()
+                return m.end()
             self._state = TAG_OPEN
             return j + 1
         if state == TAG_OPEN:

@@ -180,7 +180,7 @@ class TokenReplacer:
             self._emit(out, data[pos:start])
             out.append(self._replacement(match.group()))
             if self._context is not None:
-                self._context.feed(match.group())
+                self._context.feed_token(match.group())
             pos = end
             if end == len(data) and not final:
                 self._in_run = True
