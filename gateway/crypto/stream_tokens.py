@@ -3,8 +3,10 @@
 `TokenReplacer` finds `gwe1.` tokens in a byte stream, also when a chunk boundary splits one,
 holding back at most one maximal token's worth of bytes. Each token that opens is replaced by
 its plaintext escaped for the response's content type; every other token stays as it is and is
-counted (foreign: not ours to open; invalid: failed authentication). Pure: no I/O, no aiohttp,
-never logs and never counts or reports plaintext.
+counted (foreign: not ours to open; invalid: failed authentication). For markup an
+`HtmlContext` (`context_for`) follows the bytes and a token opens only where the plaintext is
+shown as text or a form value, escaped for that place (refused_context elsewhere). Pure: no
+I/O, no aiohttp, never logs and never counts or reports plaintext.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ where a browser would show it as text or a form value; anywhere unsure it stays.
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 
@@ -176,3 +177,17 @@ def test_utf16_byte_order_mark_and_opaque_charsets_open_nothing() -> None:
 )
 def test_xhtml_follows_xml_rules(markup: bytes, shown: bytes | None) -> None:
     check(markup, shown, "application/xhtml+xml")
+
+
+def test_random_markup_gives_the_same_answer_in_any_chunking() -> None:
+    rng = random.Random(7)
+    pieces = [b"<", b">", b'"', b"'", b"=", b" ", b"\n", b"/", b"!", b"-", b"--", b"<!--"]
+    pieces += [b"-->", b"<script>", b"</script>", b"<textarea>", b"</textarea>", b"<p", b"<!"]
+    pieces += [b" title=", b" src=", b"@", b"x", b"?", b"<title>", b"</TITLE >", b'<a b="c">']
+    for _ in range(150):
+        page = b"".join(rng.choice(pieces) for _ in range(30)).replace(b"@", TOKEN)
+        whole, _ = replace(page, [])
+        assert replace(page, list(range(1, len(page))))[0] == whole, page
+        for _ in range(3):
+            cuts = sorted(rng.sample(range(1, len(page)), 5))
+            assert replace(page, cuts)[0] == whole, (page, cuts)
