@@ -45,6 +45,7 @@ _HTML_COMMENT_END = re.compile(rb"--!?>")
 _SCRIPT_DATA = re.compile(rb"<!--|</script[\t\n\f\r />]", re.I)
 _SCRIPT_ESCAPED = re.compile(rb"-->|</script[\t\n\f\r />]|<script[\t\n\f\r />]", re.I)
 _SCRIPT_DOUBLE = re.compile(rb"-->|</script[\t\n\f\r />]", re.I)
+_DANGLING = re.compile(rb"[<>\n\r]")
 _QUOTED_LITERALS = re.compile(rb"\"[^\"]*\"|'[^']*'")
 _UNQUOTED_SPECIAL = re.compile(r"[\x00-\x2c/\x3a-\x40\x5b-\x5e`\x7b-\x7f]")
 _NAME_CAP = 32
@@ -120,6 +121,9 @@ class HtmlContext:
         self._tag = b""
         self._end_tag = False
         self._attr = b""
+        # The value read so far holds "<", ">" or a line break: likely an injected open quote
+        # swallowing the page ("dangling markup"), so nothing opens in it.
+        self._dangling = False
         self._until = b">"  # the end of a comment, PI, CDATA or doctype in UNTIL
         self._doctype = False
         self._dtd = b""
@@ -137,7 +141,11 @@ class HtmlContext:
         state = self._state
         if state in (DATA, RCDATA):
             return escape_html
-        if state in (BEFORE_VALUE, UNQ_VALUE, DQ_VALUE, SQ_VALUE) and self._attr_allowed():
+        if (
+            state in (BEFORE_VALUE, UNQ_VALUE, DQ_VALUE, SQ_VALUE)
+            and self._attr_allowed()
+            and not self._dangling
+        ):
             return escape_html if state in (DQ_VALUE, SQ_VALUE) else escape_html_unquoted
         return None
 
@@ -238,18 +246,21 @@ class HtmlContext:
                 return n
             if buf[j] == 0x3D:  # "="
                 self._state = BEFORE_VALUE
+                self._dangling = False
                 return j + 1
             self._state = AFTER_ATTR_NAME
             return j
         if state in (DQ_VALUE, SQ_VALUE):
             j = buf.find(b'"' if state == DQ_VALUE else b"'", i)
             if j < 0:
+                self._dangling = self._dangling or _DANGLING.search(buf, i) is not None
                 return n
             self._state = AFTER_VALUE
             return j + 1
         if state == UNQ_VALUE:
             m = _UNQUOTED.search(buf, i)
             if m is None:
+                self._dangling = self._dangling or _DANGLING.search(buf, i) is not None
                 return n
             j = m.start()
             if buf[j] == 0x3E:
@@ -304,6 +315,7 @@ class HtmlContext:
             return j + 1
         if state == AFTER_ATTR_NAME and c == 0x3D:
             self._state = BEFORE_VALUE
+            self._dangling = False
             return j + 1
         # A new attribute; in BEFORE_ATTR a leading "=" is part of its name.
         self._attr = b"=" if c == 0x3D else b""

