@@ -11,7 +11,8 @@ attributes, any attribute off the allowlist, tag and attribute names, `<script>`
 other raw text, comments, doctypes, processing instructions), right after an unfinished
 construct, and for the rest of the response once parsing could differ from a browser's
 (`<svg>`/`<math>` foreign content, `<noscript>`, `<plaintext>`, an ESC byte of ISO-2022-JP, a
-UTF-16 byte order mark, an XML internal DTD subset, `<script>`/`<style>` in XML). Pure: no I/O.
+UTF-16 byte order mark, an XML internal DTD subset, `<script>`/`<style>` or a processing
+instruction other than the XML declaration in XML). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -208,6 +209,14 @@ class HtmlContext:
                 self._start_tag(end=False)
                 return i
             if c == b"?":
+                if self._xml:
+                    # Only the XML declaration: another processing instruction (an
+                    # xml-stylesheet) could rewrite text into URLs.
+                    head = buf[i + 1 : i + 5]
+                    if len(head) < 4 and i + 1 + len(head) == n:
+                        return self._keep(buf, i)
+                    if head[:3] != b"xml" or head[3:] not in (b" ", b"\t", b"\n", b"\r"):
+                        self.sticky = True
                 self._until_end(b"?>" if self._xml else b">")
                 return i + 1
             self._state = DATA  # a lone "<" is text
