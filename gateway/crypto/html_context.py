@@ -37,7 +37,6 @@ _RCDATA = frozenset({b"textarea", b"title"})
 _STICKY_HTML = frozenset({b"svg", b"math", b"noscript", b"plaintext"})
 _STICKY_XML = frozenset({b"script", b"style"})
 
-_WS = b"\t\n\f\r "
 _TAG_NAME = re.compile(rb"[^\t\n\f\r />]*")
 _ATTR_NAME = re.compile(rb"[^\t\n\f\r />=]*")
 _UNQUOTED = re.compile(rb"[\t\n\f\r >]")
@@ -380,7 +379,7 @@ class HtmlContext:
             if j >= 0 and (b"</" + self._raw_name).startswith(buf[j:].lower()):
                 return self._keep(buf, j)
             return n
-        self._end_of_raw(m.start())
+        self._end_of_raw()
         return m.start() + 2
 
     def _script(self, state: int, buf: bytes, i: int, n: int) -> int:
@@ -403,12 +402,12 @@ class HtmlContext:
             if state == SCRIPT_DOUBLE:
                 self._state = SCRIPT_ESCAPED
                 return m.end()
-            self._end_of_raw(m.start())
+            self._end_of_raw()
             return m.start() + 2
         self._state = SCRIPT_DOUBLE  # "<script" inside "<!--"
         return m.end()
 
-    def _end_of_raw(self, at: int) -> None:
+    def _end_of_raw(self) -> None:
         # The appropriate end tag: its name is read again by the tag states.
         self._raw_end = None
         self._start_tag(end=True)
