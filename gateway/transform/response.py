@@ -1,7 +1,8 @@
 """Response side of envelope encryption: a streaming `BodyFilter` per encrypting rule.
 
 `tokens`: every `gwe1.` token in a textual answer is replaced by its plaintext escaped for the
-content type; tokens the user cannot open stay as they are and are counted in `ex.notes`.
+content type (in HTML/XML only where it is shown as text or a form value); tokens the user
+cannot open, or that stand elsewhere, stay as they are and are counted in `ex.notes`.
 `body`: an envelope is decrypted segment by segment as it arrives. One that fits the bound
 (`max_body`, at most BUFFER_LIMIT) is verified whole before the status line goes out, so any
 fault is a 502 with no plaintext; a larger one streams verified segments and a later fault
