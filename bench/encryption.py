@@ -28,10 +28,10 @@ from proxy import (
     WRK,
     Processes,
     Result,
-    cpu_seconds,
+    fmt_ms,
     free_port,
     harness,
-    parse_wrk,
+    run_wrk,
     wait_http,
     write_gateway_config,
 )
@@ -113,21 +113,10 @@ def lua(method: str, cookie: str, body: bytes | None) -> str:
 def wrk(
     ps: Processes, tmp: Path, url: str, script: str, args: argparse.Namespace, pgid: int
 ) -> Result:
+    """bench/proxy.py's wrk run with the Lua `script` (method, cookie, body)."""
     path = tmp / "wrk.lua"
     path.write_text(script)
-    argv = [WRK, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s"]
-    argv += ["--latency", "-s", str(path), url]
-    log = tmp / "wrk.out"
-    before = cpu_seconds(pgid)
-    proc = ps.start("wrk", argv, log)
-    proc.wait(timeout=args.duration + 60)
-    out = log.read_text(errors="replace")
-    if proc.returncode != 0:
-        raise RuntimeError(f"wrk {url} exited {proc.returncode}:\n{out}")
-    result = parse_wrk(out)
-    if result.requests:
-        result.cpu_us = (cpu_seconds(pgid) - before) / result.requests * 1e6
-    return result
+    return run_wrk(ps, tmp, url, args, pgid, extra=["-s", str(path)])
 
 
 def fetch(url: str, cookie: str, body: bytes | None = None) -> tuple[int, bytes]:
@@ -139,10 +128,6 @@ def fetch(url: str, cookie: str, body: bytes | None = None) -> tuple[int, bytes]
 
 
 # ----------------------------------------------------------------------------- main
-
-
-def fmt_ms(ms: float) -> str:
-    return f"{ms * 1000:.0f}us" if ms < 1 else f"{ms:.2f}ms"
 
 
 def run(ps: Processes, tmp: Path, args: argparse.Namespace) -> int:

@@ -171,9 +171,17 @@ def start_minimal(ps: Processes, tmp: Path, upstream: str) -> tuple[str, int]:
 
 
 def write_gateway_config(
-    tmp: Path, port: int, upstream: str, *, access: str = "public", extra: str = ""
+    tmp: Path,
+    port: int,
+    upstream: str,
+    *,
+    access: str = "public",
+    extra: str = "",
+    store: str | None = None,
 ) -> Path:
-    """A temp gateway.yaml whose one rule gives every path `access`; `extra` is appended."""
+    """A temp gateway.yaml whose one rule gives every path `access`; `extra` is appended.
+
+    `store` is the store URL (default: a SQLite file in `tmp`)."""
     (tmp / "policies").mkdir(exist_ok=True)
     (tmp / "policies" / "bench.yaml").write_text(
         f'rules:\n  - name: bench\n    match: {{paths: ["/**"]}}\n    access: {access}\n'
@@ -183,29 +191,41 @@ def write_gateway_config(
         f"listen: 127.0.0.1:{port}\n"
         "workers: 1\n"
         f"upstream: {{url: {upstream}}}\n"
-        f'store: {{url: "sqlite:///{tmp}/gw.db"}}\n'
+        f'store: {{url: "{store or f"sqlite:///{tmp}/gw.db"}"}}\n'
         "metrics: {listen: null}\n"
         "policies: [policies/*.yaml]\n" + extra
     )
     return path
 
 
-def start_gateway(ps: Processes, tmp: Path, upstream: str) -> tuple[str, int]:
-    port = free_port()
-    config = write_gateway_config(tmp, port, upstream)
-    log = tmp / "gateway.log"  # the gateway's JSON app + access log (one line per request)
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def gateway_env(root: Path = ROOT) -> dict[str, str]:
+    """This environment with the source tree `root` first on PYTHONPATH."""
+    return dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def launch_gateway(
+    ps: Processes, name: str, config: Path, port: int, log: Path, root: Path = ROOT
+) -> tuple[str, int]:
+    """Run the gateway of the source tree `root` on `config`; (base url, pid) once healthy."""
+    env = gateway_env(root)
     argv = [sys.executable, "-m", "gateway.cli", "-c", str(config), "run"]
-    proc = ps.start("gateway", argv, log, cwd=str(ROOT), env=env)
+    proc = ps.start(name, argv, log, cwd=str(root), env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/.gateway/healthz", proc, log)
     except RuntimeError:
         if proc.returncode != 2:  # 2 = key material missing: retry with a local dev KEK
             raise
-        proc = ps.start("gateway", [*argv, "--dev"], log, cwd=str(ROOT), env=env)
+        proc = ps.start(name, [*argv, "--dev"], log, cwd=str(root), env=env)
         wait_http(base + "/.gateway/healthz", proc, log)
     return base, proc.pid
+
+
+def start_gateway(ps: Processes, tmp: Path, upstream: str) -> tuple[str, int]:
+    port = free_port()
+    config = write_gateway_config(tmp, port, upstream)
+    # the gateway's JSON app + access log (one line per request)
+    return launch_gateway(ps, "gateway", config, port, tmp / "gateway.log")
 
 
 NGINX_CONF = """\
