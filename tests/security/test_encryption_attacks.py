@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.auth.conftest import AuthGw, auth_config, start
+from tests.auth.conftest import AuthGw, auth_config, launch
 from tests.encryption.conftest import write_setup
 from tests.proxy.conftest import free_port, raw_request
 
@@ -51,11 +51,10 @@ async def parsed() -> AsyncIterator[tuple[str, list[dict]]]:
 async def pgw(parsed, tmp_path: Path) -> AsyncIterator[tuple[AuthGw, list[dict]]]:
     url, seen = parsed
     config = auth_config(url, tmp_path, **write_setup(tmp_path))
-    runner, gw, clock = await start(config)
-    agw = AuthGw(f"http://127.0.0.1:{config.listen_port}", config, gw, clock, runner)
+    agw = await launch(config)
     await agw.add_user("alice")
     yield agw, seen
-    await runner.cleanup()
+    await agw.runner.cleanup()
 
 
 def leaked(seen: list[dict]) -> bool:
