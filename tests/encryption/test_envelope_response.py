@@ -19,7 +19,7 @@ from gateway.crypto.envelope import ENVELOPE_CONTENT_TYPE, encrypt_envelope
 from gateway.transform.request import DATAKEYS
 from tests.auth.conftest import AuthGw, auth_config, launch
 from tests.encryption.conftest import Store, write_setup
-from tests.proxy.conftest import free_port
+from tests.support.upstream import serve
 
 MARK = b"PLAINTEXT"
 # ~200 KB of plaintext whose every 16 bytes carry the marker: any leaked segment shows it.
@@ -140,12 +140,9 @@ async def test_transfer_cut_short_below_bound_is_502(tmp_path: Path) -> None:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", handler)
-    up = web.AppRunner(app, access_log=None)
-    await up.setup()
-    port = free_port()
-    await web.TCPSite(up, "127.0.0.1", port).start()
+    up, url = await serve(app)
     overrides = write_setup(tmp_path)
-    config = auth_config(f"http://127.0.0.1:{port}", tmp_path, **overrides)
+    config = auth_config(url, tmp_path, **overrides)
     egw = await launch(config)
     try:
         await egw.add_user("alice")

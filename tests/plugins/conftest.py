@@ -13,7 +13,8 @@ import pytest
 from aiohttp import web
 
 from tests.auth.conftest import FAST_ARGON2, PASSWORD, start
-from tests.proxy.conftest import free_port, gateway_config
+from tests.proxy.conftest import gateway_config
+from tests.support.upstream import serve
 
 POLICY = """rules:
   - name: open
@@ -56,11 +57,7 @@ async def recorder() -> AsyncIterator[Recorder]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    rec.url = f"http://127.0.0.1:{port}"
+    runner, rec.url = await serve(app)
     yield rec
     await runner.cleanup()
 

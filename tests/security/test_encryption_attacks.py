@@ -14,7 +14,8 @@ from aiohttp import web
 
 from tests.auth.conftest import AuthGw, auth_config, launch
 from tests.encryption.conftest import write_setup
-from tests.proxy.conftest import free_port, raw_request
+from tests.proxy.conftest import raw_request
+from tests.support.upstream import serve
 
 SECRET = "the plaintext that must not arrive"
 
@@ -39,11 +40,8 @@ async def parsed() -> AsyncIterator[tuple[str, list[dict]]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}", seen
+    runner, url = await serve(app)
+    yield url, seen
     await runner.cleanup()
 
 
