@@ -106,15 +106,10 @@ async def enforce(ex: Exchange, gw: Gateway) -> web.StreamResponse | None:
 
 
 async def _audit_denied(ex: Exchange, gw: Gateway, user: str, decision: Decision) -> None:
-    try:
-        await gw.services["auth"].audit.record(
-            "access.denied", user=user, outcome=decision.outcome, ex=ex, reason=decision.reason
-        )
-    except Exception as exc:  # noqa: BLE001 - the answer is a 403 either way
-        log.warning(
-            "could not record access.denied",
-            extra={"fields": {"rule": ex.rule_name, "error": type(exc).__name__}},
-        )
+    # The answer is a 403 whether or not the event is written.
+    await gw.services["auth"].audit.record_or_log(
+        "access.denied", user=user, outcome=decision.outcome, ex=ex, reason=decision.reason
+    )
 
 
 def _redirect(page: str, ex: Exchange) -> web.Response:
