@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.auth.service import AUTH
 from gateway.clock import Clock
-from gateway.config import Config
+from gateway.config import Config, shown_value
 from gateway.hooks import HookSet, LoadedPlugin, PluginContext
 
 __all__ = [
@@ -98,11 +98,7 @@ def _validate(cls: type, options: dict[str, Any], base_dir: Path) -> BaseModel |
 def _show(key: str, value: object) -> str:
     if _SECRETISH.search(key.rpartition(".")[2]):
         return "<redacted>"
-    if isinstance(value, dict):
-        # Key names only: a mapping (a whole `with:` block) may hold a secret under any name.
-        return "{" + ", ".join(f"{k}: ..." for k in map(str, value)) + "}"
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return shown_value(value)
 
 
 def problems_of(refs: tuple[Any, ...], base_dir: Path) -> list[tuple[str, str, str]]:
