@@ -31,8 +31,9 @@ from proxy import (
     fmt_ms,
     free_port,
     harness,
+    run_app,
     run_wrk,
-    wait_http,
+    start_upstream,
     write_gateway_config,
 )
 
@@ -60,7 +61,6 @@ POLICY = """rules:
 
 
 def serve_upstream(port: int) -> None:
-    import uvloop
     from aiohttp import web
 
     stored: dict[str, bytes] = {}
@@ -79,24 +79,7 @@ def serve_upstream(port: int) -> None:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    web.run_app(
-        app,
-        host="127.0.0.1",
-        port=port,
-        access_log=None,
-        print=None,
-        backlog=1024,
-        loop=uvloop.new_event_loop(),
-    )
-
-
-def start_upstream(ps: Processes, tmp: Path) -> tuple[str, int]:
-    port = free_port()
-    log = tmp / "upstream.log"
-    proc = ps.start("upstream", [sys.executable, __file__, "--serve-upstream", str(port)], log)
-    base = f"http://127.0.0.1:{port}"
-    wait_http(base + "/health", proc, log)
-    return base, proc.pid
+    run_app(app, port, backlog=1024)
 
 
 # ----------------------------------------------------------------------------- wrk
@@ -131,7 +114,7 @@ def fetch(url: str, cookie: str, body: bytes | None = None) -> tuple[int, bytes]
 
 
 def run(ps: Processes, tmp: Path, args: argparse.Namespace) -> int:
-    upstream, upstream_pid = start_upstream(ps, tmp)
+    upstream, upstream_pid = start_upstream(ps, tmp, __file__, health="/health")
     port = free_port()
     (tmp / "kek1").write_text(generate_kek() + "\n")
     extra = (

@@ -46,7 +46,6 @@ AIM = 0.80
 
 def serve_upstream(port: int) -> None:
     """The upstream: a tiny aiohttp app on uvloop (runs in its own process)."""
-    import uvloop
     from aiohttp import web
 
     big = os.urandom(ONE_MIB)
@@ -61,15 +60,22 @@ def serve_upstream(port: int) -> None:
     app.router.add_get("/small", small)
     app.router.add_get("/auth/small", small)  # bench/auth_path.py's authenticated route
     app.router.add_get("/1m", one_mib)
+    run_app(app, port, backlog=1024, shutdown_timeout=1)
+
+
+def run_app(app: object, port: int, **options: object) -> None:
+    """Serve an upstream app on loopback with uvloop, no access log (in its own process)."""
+    import uvloop
+    from aiohttp import web
+
     web.run_app(
-        app,
+        app,  # type: ignore[arg-type]
         host="127.0.0.1",
         port=port,
         access_log=None,
         print=None,
-        backlog=1024,
-        shutdown_timeout=1,
         loop=uvloop.new_event_loop(),
+        **options,  # type: ignore[arg-type]
     )
 
 
@@ -150,12 +156,20 @@ def probe(url: str) -> tuple[int, int]:
 # ----------------------------------------------------------------------------- targets
 
 
-def start_upstream(ps: Processes, tmp: Path) -> tuple[str, int]:
+def start_upstream(
+    ps: Processes,
+    tmp: Path,
+    script: str = __file__,
+    *args: str,
+    health: str = "/small",
+) -> tuple[str, int]:
+    """`script --serve-upstream PORT *args` (this file's upstream by default); (base, pid)."""
     port = free_port()
     log = tmp / "upstream.log"
-    proc = ps.start("upstream", [sys.executable, __file__, "--serve-upstream", str(port)], log)
+    argv = [sys.executable, script, "--serve-upstream", str(port), *args]
+    proc = ps.start("upstream", argv, log)
     base = f"http://127.0.0.1:{port}"
-    wait_http(base + "/small", proc, log)
+    wait_http(base + health, proc, log)
     return base, proc.pid
 
 
