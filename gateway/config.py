@@ -34,6 +34,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigProblem",
+    "Duration",
     "load_config",
     "mask_urls",
     "parse_config",

@@ -45,6 +45,7 @@ __all__ = [
     "HOOKS",
     "HookSet",
     "LoadedPlugin",
+    "PASSWORD_CHECK_FAILED",
     "PluginContext",
     "PluginFailed",
     "PLUGINS",
