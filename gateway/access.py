@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from gateway.auth.identify import MFA_NOTE
 from gateway.errors import (
     Forbidden,
     MfaEnrollmentRequired,
@@ -49,7 +50,7 @@ def principal_of(ex: Exchange) -> Principal:
     identity; a partial (MFA pending) session counts as partial; anything else is anonymous."""
     session = ex.session
     level = getattr(session, "auth_level", "none") if session is not None else "none"
-    mfa_enabled = bool(ex.notes.get("mfa_enabled", False))
+    mfa_enabled = bool(ex.notes.get(MFA_NOTE, False))
     if ex.identity is not None:
         return Principal(
             user=ex.identity.user,
