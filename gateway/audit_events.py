@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 from gateway.auth.audit import Audit
 from gateway.crypto.datakeys import KeyEvents
@@ -55,12 +54,7 @@ def problems_text(result: ReloadResult) -> str:
     """'file: rule R: key: expected X' for the first few problems; the values are left out."""
     shown = []
     for p in result.errors[:_SHOWN_PROBLEMS]:
-        where = Path(p.file).name if p.file.endswith((".yaml", ".yml")) else p.file
-        if p.rule is not None:
-            where += f": rule {p.rule}"
-        if p.key:
-            where += f": {p.key}"
-        shown.append(f"{where}: expected {p.expected}")
+        shown.append(f"{p.where}: expected {p.expected}")
     more = len(result.errors) - len(shown)
     if more > 0:
         shown.append(f"and {more} more")
