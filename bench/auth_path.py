@@ -33,7 +33,6 @@ import aiohttp
 from login import add_user, login_cookie
 from proxy import (
     ROOT,
-    WRK,
     Processes,
     Result,
     fmt_ms,
@@ -45,6 +44,8 @@ from proxy import (
     run_wrk,
     start_upstream,
     write_gateway_config,
+    wrk_arguments,
+    wrk_missing,
 )
 
 POLICY = """\
@@ -110,9 +111,7 @@ async def checked_login_cookie(base: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    wrk_arguments(parser)
     parser.add_argument("--rounds", type=int, default=2, help="runs per configuration")
     parser.add_argument("--store", default="sqlite", help="sqlite (temp file) or redis")
     parser.add_argument("--compare", type=Path, help="a second source tree to measure alongside")
@@ -121,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     args = parser.parse_args(argv)
-    if not os.access(WRK, os.X_OK):
-        print(f"wrk not found at {WRK}", file=sys.stderr)
+    if wrk_missing():
         return 1
     return harness(run, args, "portcullis-bench-auth-")
 

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from login import add_user, login_cookie, start_gateway
 from proxy import (
-    WRK,
     Processes,
     Result,
     fmt_ms,
@@ -35,6 +34,8 @@ from proxy import (
     run_wrk,
     start_upstream,
     write_gateway_config,
+    wrk_arguments,
+    wrk_missing,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,17 +196,14 @@ def run(ps: Processes, tmp: Path, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    wrk_arguments(parser)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_upstream:
         serve_upstream(args.serve_upstream)
         return 0
-    if not os.access(WRK, os.X_OK):
-        print(f"wrk not found at {WRK}", file=sys.stderr)
+    if wrk_missing():
         return 1
     return harness(run, args, "portcullis-bench-enc-")
 

@@ -443,15 +443,28 @@ def _short(frame: str) -> str:
 # ----------------------------------------------------------------------------- main
 
 
+def wrk_arguments(parser: argparse.ArgumentParser) -> None:
+    """The wrk load options every wrk-driven bench takes."""
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+
+
+def wrk_missing() -> bool:
+    """True (and says so on stderr) when wrk cannot be run."""
+    if os.access(WRK, os.X_OK):
+        return False
+    print(f"wrk not found at {WRK}", file=sys.stderr)
+    return True
+
+
 def fmt_ms(ms: float) -> str:
     return f"{ms * 1000:.0f}us" if ms < 1 else f"{ms:.2f}ms"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    wrk_arguments(parser)
     parser.add_argument(
         "--profile",
         type=int,
@@ -465,8 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_upstream:
         serve_upstream(args.serve_upstream)
         return 0
-    if not os.access(WRK, os.X_OK):
-        print(f"wrk not found at {WRK}", file=sys.stderr)
+    if wrk_missing():
         return 1
 
     return harness(run, args, "portcullis-bench-", mode=0o755)  # nginx may run as nobody
