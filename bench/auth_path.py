@@ -30,8 +30,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from login import add_user, login_cookie
-from proxy import (
+from _harness import (
     ROOT,
     Processes,
     Result,
@@ -47,6 +46,7 @@ from proxy import (
     wrk_arguments,
     wrk_missing,
 )
+from login import add_user, login_cookie
 
 POLICY = """\
 rules:

@@ -23,8 +23,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from login import add_user, login_cookie, start_gateway
-from proxy import (
+from _harness import (
     Processes,
     Result,
     fmt_ms,
@@ -37,6 +36,7 @@ from proxy import (
     wrk_arguments,
     wrk_missing,
 )
+from login import add_user, login_cookie, start_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

@@ -27,8 +27,7 @@ from pathlib import Path
 
 import aiohttp
 import psutil
-from login import add_user, login_cookie, start_gateway
-from proxy import (
+from _harness import (
     Processes,
     free_port,
     harness,
@@ -36,6 +35,7 @@ from proxy import (
     start_upstream,
     write_gateway_config,
 )
+from login import add_user, login_cookie, start_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

@@ -33,8 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
-from argon2 import PasswordHasher, Type
-from proxy import (
+from _harness import (
     ROOT,
     Processes,
     free_port,
@@ -45,6 +44,7 @@ from proxy import (
     tail,
     write_gateway_config,
 )
+from argon2 import PasswordHasher, Type
 
 USER = "bench"
 PASSWORD = "bench-password-0123456789"  # >= 12 chars (passwords.min_length)

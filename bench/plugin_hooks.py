@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from proxy import (  # noqa: E402
+from _harness import (  # noqa: E402
     ROOT,
     Processes,
     free_port,
