@@ -25,29 +25,29 @@ import os
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import aiohttp
-from proxy import (
-    WRK,
+from _harness import (
+    ROOT,
     Processes,
     Result,
     fmt_ms,
     free_port,
     harness,
+    launch_gateway,
     probe,
     profile_gateway,
     run_wrk,
     start_upstream,
-    wait_http,
+    write_gateway_config,
+    wrk_arguments,
+    wrk_missing,
 )
+from login import add_user, login_cookie
 
-ROOT = Path(__file__).resolve().parent.parent
-USER = "bench"
-PASSWORD = "bench-password-0123456789"
 POLICY = """\
 rules:
   - name: auth
@@ -78,68 +78,26 @@ def start_redis(ps: Processes, tmp: Path) -> str:
     raise RuntimeError("redis-server did not come up")
 
 
-def env_for(root: Path) -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-
-
 def start_gateway(
     ps: Processes, tmp: Path, root: Path, name: str, upstream: str, store: str
 ) -> tuple[str, int]:
     """A gateway from the source tree `root` in its own dir under `tmp`; (base url, pid)."""
     home = tmp / name
-    (home / "policies").mkdir(parents=True)
-    (home / "policies" / "bench.yaml").write_text(POLICY)
+    home.mkdir()
     port = free_port()
-    store_url = store if store.startswith("redis") else f"sqlite:///{home}/gw.db"
+    store_url = None  # a SQLite file in `home`
     if store.startswith("redis"):  # two gateways on one redis: keep their keys apart
         store_url = store.rsplit("/", 1)[0] + ("/1" if name != "gateway" else "/0")
-    config = home / "gateway.yaml"
-    config.write_text(
-        f"listen: 127.0.0.1:{port}\n"
-        "workers: 1\n"
-        f"upstream: {{url: {upstream}}}\n"
-        f'store: {{url: "{store_url}"}}\n'
-        "metrics: {listen: null}\n"
-        "policies: [policies/*.yaml]\n"
-    )
-    env = env_for(root)
-    add = [sys.executable, "-m", "gateway.cli", "-c", str(config), "users", "add", USER]
-    done = subprocess.run(
-        [*add, "--password-stdin"],
-        input=PASSWORD + "\n",
-        text=True,
-        capture_output=True,
-        cwd=str(root),
-        env=env,
-        timeout=60,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"users add exited {done.returncode}: {done.stderr or done.stdout}")
-    log = home / "gateway.log"
-    argv = [sys.executable, "-m", "gateway.cli", "-c", str(config), "run"]
-    proc = ps.start(name, argv, log, cwd=str(root), env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(base + "/.gateway/healthz", proc, log)
-    except RuntimeError:
-        if proc.returncode != 2:  # 2 = key material missing: retry with a local dev KEK
-            raise
-        proc = ps.start(name, [*argv, "--dev"], log, cwd=str(root), env=env)
-        wait_http(base + "/.gateway/healthz", proc, log)
-    return base, proc.pid
+    config = write_gateway_config(home, port, upstream, store=store_url)
+    (home / "policies" / "bench.yaml").write_text(POLICY)
+    add_user(config, root)
+    return launch_gateway(ps, name, config, port, home / "gateway.log", root)
 
 
-async def login_cookie(base: str) -> str:
+async def checked_login_cookie(base: str) -> str:
+    """A fresh session cookie, checked to open /auth/small, which refuses a request without it."""
+    cookie = await login_cookie(base)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        body = {"username": USER, "password": PASSWORD}
-        async with session.post(base + "/.gateway/login", json=body) as resp:
-            text = await resp.text()
-            if resp.status != 200:
-                raise RuntimeError(f"login: HTTP {resp.status}: {text[:300]}")
-            pairs = [f"{k}={m.value}" for k, m in resp.cookies.items() if m.value]
-        if not pairs:
-            raise RuntimeError("login: no session cookie set")
-        cookie = "; ".join(pairs)
         async with session.get(base + "/auth/small", headers={"Cookie": cookie}) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"/auth/small with the cookie: HTTP {resp.status}")
@@ -153,9 +111,7 @@ async def login_cookie(base: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    wrk_arguments(parser)
     parser.add_argument("--rounds", type=int, default=2, help="runs per configuration")
     parser.add_argument("--store", default="sqlite", help="sqlite (temp file) or redis")
     parser.add_argument("--compare", type=Path, help="a second source tree to measure alongside")
@@ -164,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     args = parser.parse_args(argv)
-    if not os.access(WRK, os.X_OK):
-        print(f"wrk not found at {WRK}", file=sys.stderr)
+    if wrk_missing():
         return 1
     return harness(run, args, "portcullis-bench-auth-")
 
@@ -182,7 +137,7 @@ def run(ps: Processes, tmp: Path, args: argparse.Namespace) -> int:
     ]
     for name, root in gateways.items():
         base, pid = start_gateway(ps, tmp, root, name, upstream, store)
-        cookie = asyncio.run(login_cookie(base))
+        cookie = asyncio.run(checked_login_cookie(base))
         status, _ = probe(base + "/small")
         if status != 200:
             raise RuntimeError(f"{name} /small: HTTP {status}")

@@ -23,18 +23,20 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from login import add_user, login_cookie, start_gateway
-from proxy import (
-    WRK,
+from _harness import (
     Processes,
     Result,
-    cpu_seconds,
+    fmt_ms,
     free_port,
     harness,
-    parse_wrk,
-    wait_http,
+    run_app,
+    run_wrk,
+    start_upstream,
     write_gateway_config,
+    wrk_arguments,
+    wrk_missing,
 )
+from login import add_user, login_cookie, start_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -60,7 +62,6 @@ POLICY = """rules:
 
 
 def serve_upstream(port: int) -> None:
-    import uvloop
     from aiohttp import web
 
     stored: dict[str, bytes] = {}
@@ -79,24 +80,7 @@ def serve_upstream(port: int) -> None:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    web.run_app(
-        app,
-        host="127.0.0.1",
-        port=port,
-        access_log=None,
-        print=None,
-        backlog=1024,
-        loop=uvloop.new_event_loop(),
-    )
-
-
-def start_upstream(ps: Processes, tmp: Path) -> tuple[str, int]:
-    port = free_port()
-    log = tmp / "upstream.log"
-    proc = ps.start("upstream", [sys.executable, __file__, "--serve-upstream", str(port)], log)
-    base = f"http://127.0.0.1:{port}"
-    wait_http(base + "/health", proc, log)
-    return base, proc.pid
+    run_app(app, port, backlog=1024)
 
 
 # ----------------------------------------------------------------------------- wrk
@@ -113,21 +97,10 @@ def lua(method: str, cookie: str, body: bytes | None) -> str:
 def wrk(
     ps: Processes, tmp: Path, url: str, script: str, args: argparse.Namespace, pgid: int
 ) -> Result:
+    """bench/proxy.py's wrk run with the Lua `script` (method, cookie, body)."""
     path = tmp / "wrk.lua"
     path.write_text(script)
-    argv = [WRK, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s"]
-    argv += ["--latency", "-s", str(path), url]
-    log = tmp / "wrk.out"
-    before = cpu_seconds(pgid)
-    proc = ps.start("wrk", argv, log)
-    proc.wait(timeout=args.duration + 60)
-    out = log.read_text(errors="replace")
-    if proc.returncode != 0:
-        raise RuntimeError(f"wrk {url} exited {proc.returncode}:\n{out}")
-    result = parse_wrk(out)
-    if result.requests:
-        result.cpu_us = (cpu_seconds(pgid) - before) / result.requests * 1e6
-    return result
+    return run_wrk(ps, tmp, url, args, pgid, extra=["-s", str(path)])
 
 
 def fetch(url: str, cookie: str, body: bytes | None = None) -> tuple[int, bytes]:
@@ -141,12 +114,8 @@ def fetch(url: str, cookie: str, body: bytes | None = None) -> tuple[int, bytes]
 # ----------------------------------------------------------------------------- main
 
 
-def fmt_ms(ms: float) -> str:
-    return f"{ms * 1000:.0f}us" if ms < 1 else f"{ms:.2f}ms"
-
-
 def run(ps: Processes, tmp: Path, args: argparse.Namespace) -> int:
-    upstream, upstream_pid = start_upstream(ps, tmp)
+    upstream, upstream_pid = start_upstream(ps, tmp, __file__, health="/health")
     port = free_port()
     (tmp / "kek1").write_text(generate_kek() + "\n")
     extra = (
@@ -227,17 +196,14 @@ def run(ps: Processes, tmp: Path, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    wrk_arguments(parser)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_upstream:
         serve_upstream(args.serve_upstream)
         return 0
-    if not os.access(WRK, os.X_OK):
-        print(f"wrk not found at {WRK}", file=sys.stderr)
+    if wrk_missing():
         return 1
     return harness(run, args, "portcullis-bench-enc-")
 

@@ -27,8 +27,15 @@ from pathlib import Path
 
 import aiohttp
 import psutil
+from _harness import (
+    Processes,
+    free_port,
+    harness,
+    run_app,
+    start_upstream,
+    write_gateway_config,
+)
 from login import add_user, login_cookie, start_gateway
-from proxy import Processes, free_port, harness, wait_http, write_gateway_config
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,7 +56,6 @@ CONTENT_TYPE = "application/octet-stream"
 
 
 def serve_upstream(port: int, directory: str) -> None:
-    import uvloop
     from aiohttp import web
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -74,26 +80,7 @@ def serve_upstream(port: int, directory: str) -> None:
 
     app = web.Application(client_max_size=0)
     app.router.add_route("*", "/{tail:.*}", handle)
-    web.run_app(
-        app,
-        host="127.0.0.1",
-        port=port,
-        access_log=None,
-        print=None,
-        loop=uvloop.new_event_loop(),
-    )
-
-
-def start_upstream(ps: Processes, tmp: Path) -> str:
-    port = free_port()
-    log = tmp / "upstream.log"
-    store = tmp / "blobs"
-    store.mkdir()
-    argv = [sys.executable, __file__, "--serve-upstream", str(port), str(store)]
-    proc = ps.start("upstream", argv, log)
-    base = f"http://127.0.0.1:{port}"
-    wait_http(base + "/health", proc, log)
-    return base
+    run_app(app, port)
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -178,7 +165,8 @@ async def download(url: str, chunk: int, cookie: str) -> tuple[float, str, int, 
 def run(ps: Processes, tmp: Path, args: argparse.Namespace) -> int:
     total = args.mib * MIB
     chunk = args.chunk_kib * 1024
-    upstream = start_upstream(ps, tmp)
+    (tmp / "blobs").mkdir()
+    upstream, _ = start_upstream(ps, tmp, __file__, str(tmp / "blobs"), health="/health")
     port = free_port()
     (tmp / "kek1").write_text(generate_kek() + "\n")
     extra = (

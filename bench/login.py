@@ -33,18 +33,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
-from argon2 import PasswordHasher, Type
-from proxy import (
+from _harness import (
+    ROOT,
     Processes,
     free_port,
+    gateway_env,
     harness,
+    launch_gateway,
     start_upstream,
     tail,
-    wait_http,
     write_gateway_config,
 )
+from argon2 import PasswordHasher, Type
 
-ROOT = Path(__file__).resolve().parent.parent
 USER = "bench"
 PASSWORD = "bench-password-0123456789"  # >= 12 chars (passwords.min_length)
 TIME_COST, MEMORY_COST, PARALLELISM = 2, 19456, 1  # gateway/config.py Argon2Params defaults
@@ -94,35 +95,20 @@ def write_config(tmp: Path, port: int, upstream: str) -> Path:
     return write_gateway_config(tmp, port, upstream, access="authenticated", extra=argon2)
 
 
-def gateway_env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-
-
 def start_gateway(ps: Processes, tmp: Path, config: Path, port: int) -> tuple[str, int]:
-    log = tmp / "gateway.log"
-    argv = [sys.executable, "-m", "gateway.cli", "-c", str(config), "run"]
-    env = gateway_env()
-    proc = ps.start("gateway", argv, log, cwd=str(ROOT), env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(base + "/.gateway/healthz", proc, log)
-    except RuntimeError:
-        if proc.returncode != 2:  # 2 = key material missing: retry with a local dev KEK
-            raise
-        proc = ps.start("gateway", [*argv, "--dev"], log, cwd=str(ROOT), env=env)
-        wait_http(base + "/.gateway/healthz", proc, log)
-    return base, proc.pid
+    return launch_gateway(ps, "gateway", config, port, tmp / "gateway.log")
 
 
-def add_user(config: Path) -> None:
+def add_user(config: Path, root: Path = ROOT) -> None:
+    """`gateway.cli users add USER --password-stdin` with the source tree `root`."""
     argv = [sys.executable, "-m", "gateway.cli", "-c", str(config), "users", "add", USER]
     done = subprocess.run(
         [*argv, "--password-stdin"],
         input=PASSWORD + "\n",
         text=True,
         capture_output=True,
-        cwd=str(ROOT),
-        env=gateway_env(),
+        cwd=str(root),
+        env=gateway_env(root),
         timeout=60,
     )
     if done.returncode != 0:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
@@ -30,14 +29,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from proxy import (  # noqa: E402
+from _harness import (  # noqa: E402
     ROOT,
-    WRK,
     Processes,
-    Result,
     free_port,
+    gateway_env,
     harness,
-    parse_wrk,
+    run_wrk,
     start_upstream,
     wait_http,
     write_gateway_config,
@@ -148,7 +146,7 @@ def start_gateway(ps: Processes, tmp: Path, upstream: str, extra: str, name: str
     folder.mkdir()
     port = free_port()
     config = write_gateway_config(folder, port, upstream, extra=extra)
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = gateway_env()
     env.setdefault("GATEWAY_KEK", "")
     log = folder / "gateway.log"
     argv = [sys.executable, "-m", "gateway.cli", "-c", str(config), "run", "--dev"]
@@ -159,11 +157,10 @@ def start_gateway(ps: Processes, tmp: Path, upstream: str, extra: str, name: str
 
 
 def make_key(tmp: Path, name: str) -> str:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     argv = [sys.executable, "-m", "gateway.cli", "-c", str(tmp / name / "gateway.yaml")]
     done = subprocess.run(
         [*argv, "apikeys", "create", "bench", "--role", "ci"],
-        env=env,
+        env=gateway_env(),
         capture_output=True,
         text=True,
         check=True,
@@ -187,7 +184,9 @@ def macro(ps: Processes, tmp: Path, args: argparse.Namespace) -> int:
     best: dict[str, float] = {}
     for _ in range(args.rounds):  # alternated: a neighbour's load hits both alike
         for name, base, header in runs:
-            result = run_wrk_with(ps, tmp, base + "/small", args, header)
+            result = run_wrk(
+                ps, tmp, base + "/small", args, extra=["-H", header] if header else None
+            )
             best[name] = max(best.get(name, 0.0), result.rps)
             note = f"  ({result.errors})" if result.errors else ""
             print(
@@ -197,21 +196,6 @@ def macro(ps: Processes, tmp: Path, args: argparse.Namespace) -> int:
     for name, _, _ in runs[1:]:
         print(f"best req/s, {name} / no plugins: {best[name] / base_rps:.2f}")
     return 0
-
-
-def run_wrk_with(
-    ps: Processes, tmp: Path, url: str, args: argparse.Namespace, header: str | None
-) -> Result:
-    argv = [WRK, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
-    if header:
-        argv += ["-H", header]
-    log = tmp / "wrk.out"
-    proc = ps.start("wrk", [*argv, url], log)
-    proc.wait(timeout=args.duration + 60)
-    out = log.read_text(errors="replace")
-    if proc.returncode != 0:
-        raise RuntimeError(f"wrk {url} exited {proc.returncode}:\n{out}")
-    return parse_wrk(out)
 
 
 def main() -> int:

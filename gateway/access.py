@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from gateway.auth.identify import MFA_NOTE
 from gateway.errors import (
     Forbidden,
     MfaEnrollmentRequired,
@@ -49,7 +50,7 @@ def principal_of(ex: Exchange) -> Principal:
     identity; a partial (MFA pending) session counts as partial; anything else is anonymous."""
     session = ex.session
     level = getattr(session, "auth_level", "none") if session is not None else "none"
-    mfa_enabled = bool(ex.notes.get("mfa_enabled", False))
+    mfa_enabled = bool(ex.notes.get(MFA_NOTE, False))
     if ex.identity is not None:
         return Principal(
             user=ex.identity.user,
@@ -106,15 +107,10 @@ async def enforce(ex: Exchange, gw: Gateway) -> web.StreamResponse | None:
 
 
 async def _audit_denied(ex: Exchange, gw: Gateway, user: str, decision: Decision) -> None:
-    try:
-        await gw.services["auth"].audit.record(
-            "access.denied", user=user, outcome=decision.outcome, ex=ex, reason=decision.reason
-        )
-    except Exception as exc:  # noqa: BLE001 - the answer is a 403 either way
-        log.warning(
-            "could not record access.denied",
-            extra={"fields": {"rule": ex.rule_name, "error": type(exc).__name__}},
-        )
+    # The answer is a 403 whether or not the event is written.
+    await gw.services["auth"].audit.record_or_log(
+        "access.denied", user=user, outcome=decision.outcome, ex=ex, reason=decision.reason
+    )
 
 
 def _redirect(page: str, ex: Exchange) -> web.Response:

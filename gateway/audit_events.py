@@ -14,10 +14,8 @@ name and the error type, nothing else) and the action stands.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 from gateway.auth.audit import Audit
 from gateway.crypto.datakeys import KeyEvents
@@ -27,7 +25,6 @@ from gateway.policy import ReloadResult
 
 __all__ = ["key_events", "policy_events", "scope_user", "problems_text"]
 
-log = logging.getLogger("gateway.audit")
 _SHOWN_PROBLEMS = 5
 
 
@@ -40,17 +37,15 @@ def key_events(audit: Audit) -> KeyEvents:
     async def record(event: str, scope: str, version: int) -> None:
         ex = CURRENT.get()
         user = ex.identity.user if ex is not None and ex.identity is not None else None
-        try:
-            await audit.record(
-                event,
-                user=user or scope_user(scope),
-                outcome="ok",
-                ex=ex,
-                scope=scope,
-                version=str(version),
-            )
-        except Exception as exc:  # noqa: BLE001 - the key exists; do not fail its request
-            log.warning("could not record %s: %s", event, type(exc).__name__)
+        # The key exists whatever happens to its event: never fail its request.
+        await audit.record_or_log(
+            event,
+            user=user or scope_user(scope),
+            outcome="ok",
+            ex=ex,
+            scope=scope,
+            version=str(version),
+        )
 
     return record
 
@@ -59,12 +54,7 @@ def problems_text(result: ReloadResult) -> str:
     """'file: rule R: key: expected X' for the first few problems; the values are left out."""
     shown = []
     for p in result.errors[:_SHOWN_PROBLEMS]:
-        where = Path(p.file).name if p.file.endswith((".yaml", ".yml")) else p.file
-        if p.rule is not None:
-            where += f": rule {p.rule}"
-        if p.key:
-            where += f": {p.key}"
-        shown.append(f"{where}: expected {p.expected}")
+        shown.append(f"{p.where}: expected {p.expected}")
     more = len(result.errors) - len(shown)
     if more > 0:
         shown.append(f"and {more} more")
@@ -74,14 +64,9 @@ def problems_text(result: ReloadResult) -> str:
 def policy_events(audit: Audit, loop: asyncio.AbstractEventLoop) -> Callable[[ReloadResult], None]:
     pending: set[asyncio.Task[None]] = set()
 
-    async def write(event: str, outcome: str, fields: dict[str, str]) -> None:
-        try:
-            await audit.record(event, user=None, outcome=outcome, **fields)
-        except Exception as exc:  # noqa: BLE001 - the reload stands; keep the log line
-            log.warning("could not record %s: %s", event, type(exc).__name__)
-
     def schedule(event: str, outcome: str, fields: dict[str, str]) -> None:
-        task = loop.create_task(write(event, outcome, fields))
+        # The reload stands whatever happens to its event.
+        task = loop.create_task(audit.record_or_log(event, user=None, outcome=outcome, **fields))
         pending.add(task)  # keep a reference until it is done
         task.add_done_callback(pending.discard)
 

@@ -15,6 +15,7 @@ from gateway.policy import ACCESS_LEVELS, PolicyError, load_policies
 __all__ = ["check_all"]
 
 _DEFAULT_POLICIES = list(Config.model_fields["policies"].default)
+_DEFAULT_ACCESS = Config.model_fields["default_access"].default
 
 
 def check_all(path: Path) -> list[str]:
@@ -25,15 +26,13 @@ def check_all(path: Path) -> list[str]:
         problems = [f"{exc.source}: {p}" for p in exc.problems]
         if not isinstance(exc.data, dict):
             return problems  # unreadable or not YAML: there is nothing to find policies by
-        settings = _raw_policy_settings(exc.data, Path(path).resolve().parent)
+        base_dir = Path(path).resolve().parent
+        patterns, default_access, case_insensitive = _raw_policy_settings(exc.data)
     else:
-        settings = (
-            list(config.policies),
-            config.base_dir,
-            config.default_access,
-            config.policy_options.case_insensitive_paths,
-        )
-    patterns, base_dir, default_access, case_insensitive = settings
+        base_dir = config.base_dir
+        patterns = list(config.policies)
+        default_access = config.default_access
+        case_insensitive = config.policy_options.case_insensitive_paths
     try:
         load_policies(
             patterns,
@@ -46,7 +45,7 @@ def check_all(path: Path) -> list[str]:
     return problems
 
 
-def _raw_policy_settings(data: dict, base_dir: Path) -> tuple[list[str], Path, str, bool]:
+def _raw_policy_settings(data: dict) -> tuple[list[str], str, bool]:
     """What the policies need, read from a config that failed validation: a value of the
     wrong type falls back to its default (the config stage has reported it already)."""
     raw = data.get("policies", _DEFAULT_POLICIES)
@@ -54,12 +53,11 @@ def _raw_policy_settings(data: dict, base_dir: Path) -> tuple[list[str], Path, s
         patterns = raw
     else:
         patterns = _DEFAULT_POLICIES
-    access = data.get("default_access", "deny")
+    access = data.get("default_access", _DEFAULT_ACCESS)
     options = data.get("policy_options")
     case = options.get("case_insensitive_paths") if isinstance(options, dict) else None
     return (
         patterns,
-        base_dir,
-        access if access in ACCESS_LEVELS else "deny",
+        access if access in ACCESS_LEVELS else _DEFAULT_ACCESS,
         case if isinstance(case, bool) else False,
     )

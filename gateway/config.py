@@ -34,9 +34,11 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigProblem",
+    "Duration",
     "load_config",
     "mask_urls",
     "parse_config",
+    "shown_value",
 ]
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -247,6 +249,12 @@ def mask_urls(text: str) -> str:
 def _show(key: str, value: object) -> str:
     if any(part != "passwords" and _SECRET_NAME.search(part) for part in key.split(".")):
         return "<redacted>"
+    return shown_value(value)
+
+
+def shown_value(value: object) -> str:
+    """A value as an error report shows it once its key is known not to be secret: a mapping
+    by its key names, URL credentials masked, at most 80 characters."""
     if isinstance(value, dict):
         # Key names only: a mapping under an unknown key may hold a secret under any name.
         return "{" + ", ".join(f"{k}: ..." for k in map(str, value)) + "}"

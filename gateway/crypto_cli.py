@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -29,7 +28,6 @@ from gateway.crypto.keyring import Keyring, generate_kek
 from gateway.store import StoreError, open_store
 from gateway.store.base import Store
 
-log = logging.getLogger("gateway.keys")
 _FAILED_ROWS_SHOWN = 20
 
 
@@ -81,10 +79,7 @@ def _run(args: argparse.Namespace, action: Action) -> int:
 async def _record_failure(
     audit: Audit, event: str, exc: Exception, *, user: str | None = None, **fields: str
 ) -> None:
-    try:
-        await audit.record(event, user=user, outcome="error", error=type(exc).__name__, **fields)
-    except Exception as again:  # noqa: BLE001 - the store may be what failed; the file has it
-        log.warning("could not record %s: %s", event, type(again).__name__)
+    await audit.record_or_log(event, user=user, outcome="error", error=type(exc).__name__, **fields)
 
 
 def _counts(by_kek: dict[str, int]) -> str:
@@ -171,10 +166,8 @@ async def _record_rewrap(audit: Audit, report: RewrapReport, secrets: SecretStat
     if failed:
         fields["failed_rows"] = ",".join(failed[:_FAILED_ROWS_SHOWN])
     outcome = "partial" if failed else "ok"
-    try:
-        await audit.record("key.rewrapped", user=None, outcome=outcome, **fields)
-    except Exception as exc:  # noqa: BLE001 - the rows are rewrapped; the file has the event
-        log.warning("could not record key.rewrapped: %s", type(exc).__name__)
+    # The rows are rewrapped whatever happens to the event.
+    await audit.record_or_log("key.rewrapped", user=None, outcome=outcome, **fields)
 
 
 async def _existing_user(store: Store, scope: str) -> None:

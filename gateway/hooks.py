@@ -45,6 +45,7 @@ __all__ = [
     "HOOKS",
     "HookSet",
     "LoadedPlugin",
+    "PASSWORD_CHECK_FAILED",
     "PluginContext",
     "PluginFailed",
     "PLUGINS",
@@ -107,8 +108,13 @@ async def call(name: str, hook: str, fn: Callable[..., Awaitable[Any]], *args: A
     except (GatewayError, StoreUnavailable):
         raise
     except Exception as exc:  # noqa: BLE001 - contained: counted, logged, request fails closed
-        failed(name, hook, exc)
-        raise PluginFailed(f"plugin_{hook}") from None
+        raise _contained(name, hook, exc) from None
+
+
+def _contained(name: str, hook: str, exc: BaseException) -> PluginFailed:
+    """Count and log a plugin's failure; the error that fails its request closed."""
+    failed(name, hook, exc)
+    return PluginFailed(f"plugin_{hook}")
 
 
 Bound = tuple[tuple[str, Callable[..., Awaitable[Any]]], ...]
@@ -174,8 +180,7 @@ class HookSet:
             if identity is None:
                 continue
             if not isinstance(identity, Identity):
-                failed(name, "authenticate", TypeError("not an Identity"))
-                raise PluginFailed("plugin_authenticate")
+                raise _contained(name, "authenticate", TypeError("not an Identity"))
             return identity
         return None
 
@@ -206,8 +211,7 @@ EMPTY = HookSet()
 def _response(name: str, hook: str, answer: object) -> web.StreamResponse:
     if isinstance(answer, web.StreamResponse):
         return answer
-    failed(name, hook, TypeError("not a response"))
-    raise PluginFailed(f"plugin_{hook}")
+    raise _contained(name, hook, TypeError("not a response"))
 
 
 def _password_check(

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.auth.service import AUTH
 from gateway.clock import Clock
-from gateway.config import Config
+from gateway.config import Config, shown_value
 from gateway.hooks import HookSet, LoadedPlugin, PluginContext
 
 __all__ = [
@@ -78,11 +78,19 @@ def _plugin_class(found: object, use: str) -> type:
     raise PluginLoadError(f"{use!r} has no Plugin class")
 
 
+class _NoOptionsTaken(ValueError):
+    """A plugin without an `Options` model was given a `with:` block."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(names)
+        self.names = names
+
+
 def _validate(cls: type, options: dict[str, Any], base_dir: Path) -> BaseModel | None:
     model = getattr(cls, "Options", None)
     if model is None:
         if options:
-            raise ValueError(sorted(options))
+            raise _NoOptionsTaken(sorted(options))
         return None
     return model.model_validate(options, context={"base_dir": base_dir})
 
@@ -90,11 +98,7 @@ def _validate(cls: type, options: dict[str, Any], base_dir: Path) -> BaseModel |
 def _show(key: str, value: object) -> str:
     if _SECRETISH.search(key.rpartition(".")[2]):
         return "<redacted>"
-    if isinstance(value, dict):
-        # Key names only: a mapping (a whole `with:` block) may hold a secret under any name.
-        return "{" + ", ".join(f"{k}: ..." for k in map(str, value)) + "}"
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return shown_value(value)
 
 
 def problems_of(refs: tuple[Any, ...], base_dir: Path) -> list[tuple[str, str, str]]:
@@ -110,23 +114,29 @@ def problems_of(refs: tuple[Any, ...], base_dir: Path) -> list[tuple[str, str, s
         try:
             _validate(cls, dict(ref.with_), base_dir)
         except ValidationError as exc:
-            for err in exc.errors(include_url=False):
-                loc = ".".join(str(p) for p in err["loc"])
-                key = f"{where}.with.{loc}" if loc else f"{where}.with"
-                if err["type"] == "extra_forbidden":
-                    expected = "unknown option"
-                    shown = _show(key, err["input"])
-                elif err["type"] == "missing":
-                    expected, shown = "required option is missing", "nothing"
-                else:
-                    expected = err["msg"].removeprefix("Value error, ")
-                    shown = _show(key, err.get("input"))
-                out.append((key, shown, f"plugin {ref.use}: {expected}"))
-        except ValueError as exc:
-            for name in exc.args[0]:
+            out.extend(_option_problems(where, ref.use, exc))
+        except _NoOptionsTaken as exc:
+            for name in exc.names:
                 out.append(
                     (f"{where}.with.{name}", "<option>", f"plugin {ref.use}: takes no options")
                 )
+    return out
+
+
+def _option_problems(where: str, use: str, exc: ValidationError) -> list[tuple[str, str, str]]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        key = f"{where}.with.{loc}" if loc else f"{where}.with"
+        if err["type"] == "extra_forbidden":
+            expected = "unknown option"
+            shown = _show(key, err["input"])
+        elif err["type"] == "missing":
+            expected, shown = "required option is missing", "nothing"
+        else:
+            expected = err["msg"].removeprefix("Value error, ")
+            shown = _show(key, err.get("input"))
+        out.append((key, shown, f"plugin {use}: {expected}"))
     return out
 
 

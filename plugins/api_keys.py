@@ -199,7 +199,7 @@ Verb = Callable[[ApiKeys, Any, argparse.Namespace], Awaitable[int]]
 
 def _command(verb: Verb) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        from gateway.auth.service import make_auth
+        from gateway.auth.audit import Audit
         from gateway.cli import fail, load
         from gateway.clock import SystemClock
         from gateway.store import StoreError, open_store
@@ -210,7 +210,7 @@ def _command(verb: Verb) -> Callable[[argparse.Namespace], int]:
             store = await open_store(config.store.url, base_dir=config.base_dir)
             try:
                 clock = SystemClock()
-                audit = make_auth(config, store, clock).audit
+                audit = Audit.for_config(store, clock, config)
                 return await verb(ApiKeys(store, clock), audit, args)
             finally:
                 await store.close()

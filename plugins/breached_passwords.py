@@ -22,13 +22,13 @@ from typing import Literal
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from gateway.units import parse_duration
+from gateway.config import Duration
+from gateway.hooks import PASSWORD_CHECK_FAILED
 
 __all__ = ["Plugin", "range_lookup"]
 
 log = logging.getLogger("gateway.plugins.breached_passwords")
 BREACHED = "breached"
-CHECK_FAILED = "password_check_failed"
 
 
 class Options(BaseModel):
@@ -36,14 +36,9 @@ class Options(BaseModel):
 
     path: Path | None = None
     api_url: str | None = None
-    timeout: float = 3.0
+    timeout: Duration = 3.0
     on_error: Literal["reject", "accept"] = "reject"
     min_count: int = Field(1, ge=1)
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _duration(cls, v: object) -> float:
-        return parse_duration(v)
 
     @field_validator("path")
     @classmethod
@@ -147,5 +142,5 @@ class Plugin:
                 text = await _bounded_text(resp)
         except (TimeoutError, aiohttp.ClientError, RangeTooLarge) as exc:
             log.warning("range API unavailable", extra={"fields": {"error": type(exc).__name__}})
-            return CHECK_FAILED if self.options.on_error == "reject" else None
+            return PASSWORD_CHECK_FAILED if self.options.on_error == "reject" else None
         return BREACHED if range_lookup(text, suffix) >= self.options.min_count else None

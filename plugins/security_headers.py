@@ -75,8 +75,7 @@ def _merged(options: Options, rule: Headers | None) -> dict[str, object]:
     return merged
 
 
-def _headers_for(options: Options, rule: Headers | None) -> tuple[tuple[str, str], ...] | None:
-    merged = _merged(options, rule)
+def _headers_for(merged: dict[str, object]) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
     if merged["content_type_options"]:
         out.append(("X-Content-Type-Options", "nosniff"))
@@ -89,8 +88,7 @@ def _headers_for(options: Options, rule: Headers | None) -> tuple[tuple[str, str
     return tuple(out)
 
 
-def _hsts(options: Options, rule: Headers | None) -> str | None:
-    merged = _merged(options, rule)
+def _hsts(merged: dict[str, object]) -> str | None:
     if not merged["hsts"]:
         return None
     value = f"max-age={merged['hsts_max_age']}"
@@ -109,10 +107,8 @@ class Plugin:
             self._rules[name] = self._compile(rule) if rule.enabled else None
 
     def _compile(self, rule: Headers | None) -> tuple:
-        override = self.options.override
-        if rule is not None and rule.override is not None:
-            override = rule.override
-        return (_headers_for(self.options, rule), _hsts(self.options, rule), override)
+        merged = _merged(self.options, rule)  # a rule's `override`, if set, wins too
+        return (_headers_for(merged), _hsts(merged), merged["override"])
 
     async def after_response(self, ex: Exchange, headers: CIMultiDict[str]) -> None:
         compiled = self._rules.get(ex.rule_name, self._default)

@@ -44,13 +44,13 @@ def describe(record: SessionRecord, current: SessionRecord | None = None) -> dic
 @route("GET", "/.gateway/api/me")
 async def me(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     record, user = await signed_in(ex, gw)
-    mfa = await _auth(gw).users.store.get("mfa", user.key)
+    mfa_enabled = await _auth(gw).mfa.enabled(user.key)
     return json_response(
         {
             "user": user.username,
             "email": user.email or None,
             "roles": list(user.roles),
-            "mfa_enabled": mfa is not None,
+            "mfa_enabled": mfa_enabled,
             "auth_level": record.auth_level,
         }
     )

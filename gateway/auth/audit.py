@@ -88,6 +88,22 @@ class Audit:
         for observe in self.observers:
             await observe(entry)
 
+    async def record_or_log(
+        self,
+        event: str,
+        *,
+        user: str | None,
+        outcome: str,
+        ex: Exchange | None = None,
+        **extra: str,
+    ) -> None:
+        """`record` for an action that stands whether or not its event is written (the store
+        may be what failed): a failure is logged, event name and error type only."""
+        try:
+            await self.record(event, user=user, outcome=outcome, ex=ex, **extra)
+        except Exception as exc:  # noqa: BLE001 - the action it reports is done already
+            log.warning("could not record %s: %s", event, type(exc).__name__)
+
 
 def _append(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)

@@ -119,7 +119,7 @@ async def users_show(auth: Auth, args: argparse.Namespace) -> int:
     user = await auth.users.require(args.name)
     data = user.public()
     data["sessions"] = len(await auth.sessions.of_user(user.key))
-    data["mfa_enabled"] = await auth.users.store.get("mfa", user.key) is not None
+    data["mfa_enabled"] = await auth.mfa.enabled(user.key)
     data["lockout"] = (await auth.lockout.state(user.key)).public()
     print(json.dumps(data, indent=2))
     return EXIT_OK

@@ -20,9 +20,10 @@ from gateway.exchange import Exchange
 from gateway.headers import Identity
 from gateway.state import Gateway
 
-__all__ = ["PasswordChangeRequired", "USER_NOTE", "load_identity", "signed_in"]
+__all__ = ["MFA_NOTE", "PasswordChangeRequired", "USER_NOTE", "load_identity", "signed_in"]
 
 USER_NOTE = "auth.user"
+MFA_NOTE = "mfa_enabled"  # whether the user has MFA on: access.py picks challenge or setup
 
 
 async def load_identity(ex: Exchange, gw: Gateway) -> None:
@@ -47,7 +48,7 @@ async def load_identity(ex: Exchange, gw: Gateway) -> None:
     ex.session = record
     ex.notes[USER_NOTE] = user
     # What the decide step needs to choose the MFA challenge or enrollment (access.py).
-    ex.notes["mfa_enabled"] = raw_mfa is not None
+    ex.notes[MFA_NOTE] = raw_mfa is not None
     if record.auth_level in FULL_LEVELS and not user.must_change_password:
         ex.identity = identity_of(user)
 

@@ -61,6 +61,8 @@ _CONFUSABLE = str.maketrans({"O": "0", "I": "1", "L": "1"})
 _CODE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{12}$")
 _CODE_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}$")
 _CAS_ATTEMPTS = 8
+# What reading a stored record raises when it is not JSON with a sealed secret we can parse.
+_MALFORMED = (ValueError, KeyError, TypeError, binascii.Error, DecryptError)
 
 
 class AlreadyEnrolled(Exception):
@@ -146,14 +148,13 @@ class MfaService:
     # -- sealed records ------------------------------------------------------------------------
     def _seal(self, user_key: str, secret: bytes) -> bytes:
         sealed = seal(secret, self._keys(), purpose=PURPOSE, owner=user_key)
-        data = {"sealed": base64.b64encode(sealed).decode(), "since": self.clock.now()}
-        return json.dumps(data, separators=(",", ":")).encode()
+        return _record({"since": self.clock.now()}, sealed)
 
     def _open(self, user_key: str, raw: bytes) -> bytes:
         try:
-            sealed = base64.b64decode(json.loads(raw)["sealed"], validate=True)
+            sealed = _sealed_of(json.loads(raw))
             return open_sealed(sealed, self._keys(), purpose=PURPOSE, owner=user_key)
-        except (ValueError, KeyError, TypeError, binascii.Error, DecryptError, KeyMaterialError):
+        except (*_MALFORMED, KeyMaterialError):
             raise MfaUnavailable("mfa secret cannot be opened") from None
 
     def _keys(self) -> Keyring:
@@ -291,36 +292,50 @@ async def rewrap_secrets(store: Store, keyring: Keyring) -> SecretStatus:
     status = SecretStatus()
     for kind in (ACTIVE, PENDING):
         for key, raw in await store.scan(kind):
-            for _ in range(_CAS_ATTEMPTS):
-                try:
-                    data = json.loads(raw)
-                    sealed = base64.b64decode(data["sealed"], validate=True)
-                    fresh = reseal(sealed, keyring, purpose=PURPOSE, owner=key)
-                except (ValueError, KeyError, TypeError, binascii.Error, DecryptError):
-                    status.failed.append(f"{kind}/{key}")
-                    break
-                except KeyMaterialError:  # its KEK is gone: left as it is, listed
-                    status.failed.append(f"{kind}/{key}")
-                    break
-                if fresh == sealed:
-                    break
-                data["sealed"] = base64.b64encode(fresh).decode()
-                new = json.dumps(data, separators=(",", ":")).encode()
-                ttl = PENDING_TTL if kind == PENDING else None
-                if await store.compare_and_set(kind, key, raw, new, ttl):
-                    status.rewrapped += 1
-                    break
-                current = await store.get(kind, key)
-                if current is None:
-                    break
-                raw = current
+            await _rewrap_record(store, keyring, kind, key, raw, status)
     return status
+
+
+async def _rewrap_record(
+    store: Store, keyring: Keyring, kind: str, key: str, raw: bytes, status: SecretStatus
+) -> None:
+    """Reseal one record, retrying when another writer changed it meanwhile."""
+    for _ in range(_CAS_ATTEMPTS):
+        try:
+            data = json.loads(raw)
+            sealed = _sealed_of(data)
+            fresh = reseal(sealed, keyring, purpose=PURPOSE, owner=key)
+        except (*_MALFORMED, KeyMaterialError):  # unreadable, or its KEK is gone: left, listed
+            status.failed.append(f"{kind}/{key}")
+            return
+        if fresh == sealed:
+            return
+        ttl = PENDING_TTL if kind == PENDING else None
+        if await store.compare_and_set(kind, key, raw, _record(data, fresh), ttl):
+            status.rewrapped += 1
+            return
+        current = await store.get(kind, key)
+        if current is None:
+            return
+        raw = current
+
+
+def _sealed_of(data: dict[str, object]) -> bytes:
+    """The sealed secret of a stored record (parsed JSON)."""
+    return base64.b64decode(data["sealed"], validate=True)  # type: ignore[arg-type]
+
+
+def _record(data: dict[str, object], sealed: bytes) -> bytes:
+    """A stored record: `data` with `sealed` set to the (new) sealed secret."""
+    out = {"sealed": "", **data}  # `sealed` first, as records have always been written
+    out["sealed"] = base64.b64encode(sealed).decode()
+    return json.dumps(out, separators=(",", ":")).encode()
 
 
 def _kek_of(raw: bytes) -> str:
     try:
-        return kek_id_of(base64.b64decode(json.loads(raw)["sealed"], validate=True))
-    except (ValueError, KeyError, TypeError, binascii.Error, DecryptError):
+        return kek_id_of(_sealed_of(json.loads(raw)))
+    except _MALFORMED:
         return "?"
 
 

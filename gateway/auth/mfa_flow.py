@@ -19,7 +19,15 @@ from gateway.errors import Unauthorized
 from gateway.exchange import Exchange
 from gateway.state import Gateway
 
-__all__ = ["CHALLENGE", "SETUP", "complete", "mfa_page", "mfa_session", "mfa_step"]
+__all__ = [
+    "CHALLENGE",
+    "SETUP",
+    "complete",
+    "mfa_page",
+    "mfa_session",
+    "mfa_step",
+    "with_next",
+]
 
 CHALLENGE = "/.gateway/mfa"
 SETUP = "/.gateway/mfa/setup"
@@ -35,8 +43,12 @@ async def mfa_step(gw: Gateway, auth: Auth, user: User) -> str | None:
 
 
 def mfa_page(step: str, nxt: str) -> str:
-    page = CHALLENGE if step == "mfa_required" else SETUP
-    return page + ("" if nxt == "/" else "?next=" + quote(nxt, safe="/"))
+    return with_next(CHALLENGE if step == "mfa_required" else SETUP, nxt)
+
+
+def with_next(path: str, nxt: str) -> str:
+    """`path` carrying the (already safe) return path `nxt`, left off when it is `/`."""
+    return path if nxt == "/" else f"{path}?next={quote(nxt, safe='/')}"
 
 
 async def mfa_session(ex: Exchange, gw: Gateway) -> tuple[SessionRecord, User]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from urllib.parse import quote
 
 import segno
 from aiohttp import web
@@ -25,7 +24,7 @@ from gateway.auth.mfa import (
     NoPendingEnrollment,
     normalize_backup_code,
 )
-from gateway.auth.mfa_flow import CHALLENGE, SETUP, complete, mfa_session
+from gateway.auth.mfa_flow import CHALLENGE, SETUP, complete, mfa_session, with_next
 from gateway.auth.pages import ACCOUNT, LOGIN, PASSWORD, account_page, render, sign_in_again
 from gateway.auth.redirects import safe_next
 from gateway.auth.service import AUTH, Auth
@@ -80,10 +79,6 @@ def _see(location: str, status: int = 303) -> web.Response:
     return web.Response(status=status, headers={"Location": location, "Cache-Control": "no-store"})
 
 
-def _with_next(path: str, nxt: str) -> str:
-    return path if nxt == "/" else f"{path}?next={quote(nxt, safe='/')}"
-
-
 def _text(posted: Posted, name: str) -> str | None:
     value = posted.text(name)
     return value if value else None
@@ -125,13 +120,18 @@ async def _second_factor(
         await _release(ex, auth)
         raise _unavailable() from None
     if not ok:
-        await auth.lockout.failed(user.key, ex=ex)
-        await auth.audit.record(
-            "mfa.failure", user=user.username, outcome="invalid_code", ex=ex, factor=factor
-        )
+        await _wrong_code(ex, auth, user, factor)
     else:
         ex.notes["mfa.factor"] = factor
     return ok
+
+
+async def _wrong_code(ex: Exchange, auth: Auth, user: User, factor: str) -> None:
+    """Count a wrong code on the lockout counter and audit it (never the code itself)."""
+    await auth.lockout.failed(user.key, ex=ex)
+    await auth.audit.record(
+        "mfa.failure", user=user.username, outcome="invalid_code", ex=ex, factor=factor
+    )
 
 
 async def _no_session(ex: Exchange, gw: Gateway) -> web.StreamResponse:
@@ -141,7 +141,7 @@ async def _no_session(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     if ex.request.method == "POST":
         posted = await read_posted(ex)
         return sign_in_again(ex, gw, safe_next(posted.text("next")))
-    return _see(_with_next(LOGIN, safe_next(ex.request.query.get("next"))), 302)
+    return _see(with_next(LOGIN, safe_next(ex.request.query.get("next"))), 302)
 
 
 # -- the challenge ---------------------------------------------------------------------------
@@ -166,7 +166,7 @@ async def challenge(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     if not await auth.mfa.enabled(user.key):
         if ex.wants_json or (posted is not None and not form):
             raise MfaEnrollmentRequired("mfa_enrollment_required")
-        return _see(_with_next(SETUP, nxt), 302 if posted is None else 303)
+        return _see(with_next(SETUP, nxt), 302 if posted is None else 303)
     if posted is None:
         if ex.wants_json:
             return json_response({"status": "mfa_required", "methods": ["totp", "backup_code"]})
@@ -303,10 +303,7 @@ async def _confirm(
         await _release(ex, auth)
         raise _unavailable() from None
     if codes is None:
-        await auth.lockout.failed(user.key, ex=ex)
-        await auth.audit.record(
-            "mfa.failure", user=user.username, outcome="invalid_code", ex=ex, factor="totp"
-        )
+        await _wrong_code(ex, auth, user, "totp")
         if posted.is_form:
             return await again(401, WRONG_CODE)
         raise InvalidCode("invalid_code")

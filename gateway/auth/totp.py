@@ -60,12 +60,11 @@ def matching_step(secret: bytes, code: str, now: float, settings: TotpSettings) 
         or not (code.isascii() and code.isdigit())
     ):
         return None
+    otp = _otp(secret, settings)
     current = step_of(now, settings)
     found = None
-    for step in range(current - settings.skew, current + settings.skew + 1):
-        if step < 0:
-            continue
-        if hmac.compare_digest(code_at(secret, step, settings).encode(), code.encode()):
+    for step in range(max(0, current - settings.skew), current + settings.skew + 1):
+        if hmac.compare_digest(otp.generate_otp(step).encode(), code.encode()):
             found = step if found is None else found
     return found
 

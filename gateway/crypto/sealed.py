@@ -13,7 +13,6 @@ Never logs, never puts plaintext or key bytes in an exception.
 from __future__ import annotations
 
 import os
-import struct
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.crypto.errors import DecryptError, KeyMaterialError
 from gateway.crypto.keyring import Keyring
+from gateway.crypto.wrap import kek_header, length_prefixed, read_kek_header
 
 __all__ = ["SEAL_FORMAT", "kek_id_of", "open_sealed", "reseal", "seal"]
 
@@ -29,10 +29,6 @@ SEAL_FORMAT = 1
 _NONCE_SIZE = 12
 _TAG_SIZE = 16
 _LABEL = b"portcullis/sealed/v1\x00"
-
-
-def _lp(data: bytes) -> bytes:
-    return struct.pack(">H", len(data)) + data
 
 
 def _key(kek: bytes, purpose: str) -> bytes:
@@ -45,35 +41,27 @@ def _aad(purpose: str, owner: str, kek_id: str) -> bytes:
     return (
         _LABEL
         + bytes([SEAL_FORMAT])
-        + _lp(purpose.encode("utf-8"))
-        + _lp(owner.encode("utf-8"))
-        + _lp(kek_id.encode("utf-8"))
+        + length_prefixed(purpose.encode("utf-8"))
+        + length_prefixed(owner.encode("utf-8"))
+        + length_prefixed(kek_id.encode("utf-8"))
     )
 
 
 def _parse(record: bytes) -> tuple[str, bytes, bytes]:
-    if len(record) < 2 or record[0] != SEAL_FORMAT:
-        raise DecryptError()
-    kid_len = record[1]
-    start = 2 + kid_len
+    kek_id, start = read_kek_header(record, SEAL_FORMAT)
     if len(record) < start + _NONCE_SIZE + _TAG_SIZE:
         raise DecryptError()
-    try:
-        kek_id = record[2:start].decode("utf-8")
-    except UnicodeDecodeError:
-        raise DecryptError() from None
     return kek_id, record[start : start + _NONCE_SIZE], record[start + _NONCE_SIZE :]
 
 
 def seal(plaintext: bytes, keyring: Keyring, *, purpose: str, owner: str) -> bytes:
     """`plaintext` sealed under the active KEK for (`purpose`, `owner`)."""
     kek_id = keyring.active_id
-    kid = kek_id.encode("utf-8")
     nonce = os.urandom(_NONCE_SIZE)
     ct = AESGCM(_key(keyring.active_key, purpose)).encrypt(
         nonce, plaintext, _aad(purpose, owner, kek_id)
     )
-    return bytes([SEAL_FORMAT, len(kid)]) + kid + nonce + ct
+    return kek_header(SEAL_FORMAT, kek_id) + nonce + ct
 
 
 def open_sealed(record: bytes, keyring: Keyring, *, purpose: str, owner: str) -> bytes:

@@ -23,6 +23,9 @@ __all__ = [
     "DATA_KEY_SIZE",
     "WRAP_FORMAT",
     "WrappedKey",
+    "kek_header",
+    "length_prefixed",
+    "read_kek_header",
     "rewrap",
     "unwrap_key",
     "wrap_aad",
@@ -37,8 +40,30 @@ _AAD_LABEL = b"portcullis/wrap/v1\x00"
 _MAX_VERSION = 0xFFFFFFFF
 
 
-def _lp(data: bytes) -> bytes:
+def length_prefixed(data: bytes) -> bytes:
+    """`data` after its length as a big-endian u16 (a field of associated data)."""
     return struct.pack(">H", len(data)) + data
+
+
+def kek_header(record_format: int, kek_id: str) -> bytes:
+    """The start of every record sealed under a KEK (wrapped keys, sealed secrets):
+    format | len(kek_id) u8 | kek_id UTF-8."""
+    kid = kek_id.encode("utf-8")
+    return bytes([record_format, len(kid)]) + kid
+
+
+def read_kek_header(record: bytes, record_format: int) -> tuple[str, int]:
+    """(kek id, offset of what follows) of a record starting with `kek_header`; a record that
+    does not is a DecryptError."""
+    if len(record) < 2 or record[0] != record_format:
+        raise DecryptError()
+    end = 2 + record[1]
+    if len(record) < end:
+        raise DecryptError()
+    try:
+        return record[2:end].decode("utf-8"), end
+    except UnicodeDecodeError:
+        raise DecryptError() from None
 
 
 def wrap_aad(scope: str, version: int, kek_id: str) -> bytes:
@@ -48,9 +73,9 @@ def wrap_aad(scope: str, version: int, kek_id: str) -> bytes:
     return (
         _AAD_LABEL
         + bytes([WRAP_FORMAT])
-        + _lp(scope.encode("utf-8"))
+        + length_prefixed(scope.encode("utf-8"))
         + struct.pack(">I", version)
-        + _lp(kek_id.encode("utf-8"))
+        + length_prefixed(kek_id.encode("utf-8"))
     )
 
 
@@ -61,22 +86,14 @@ class WrappedKey:
     ciphertext: bytes
 
     def to_bytes(self) -> bytes:
-        kid = self.kek_id.encode("utf-8")
-        return bytes([WRAP_FORMAT, len(kid)]) + kid + self.nonce + self.ciphertext
+        return kek_header(WRAP_FORMAT, self.kek_id) + self.nonce + self.ciphertext
 
     @classmethod
     def from_bytes(cls, record: bytes) -> WrappedKey:
         """Parse a record; malformed input is a DecryptError."""
-        if len(record) < 2 or record[0] != WRAP_FORMAT:
+        kek_id, start = read_kek_header(record, WRAP_FORMAT)
+        if len(record) != start + _NONCE_SIZE + _CT_SIZE:
             raise DecryptError()
-        kid_len = record[1]
-        if len(record) != 2 + kid_len + _NONCE_SIZE + _CT_SIZE:
-            raise DecryptError()
-        try:
-            kek_id = record[2 : 2 + kid_len].decode("utf-8")
-        except UnicodeDecodeError:
-            raise DecryptError() from None
-        start = 2 + kid_len
         return cls(
             kek_id=kek_id,
             nonce=bytes(record[start : start + _NONCE_SIZE]),

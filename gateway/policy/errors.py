@@ -23,12 +23,18 @@ class PolicyProblem:
     value: object
     expected: str
 
-    def __str__(self) -> str:
+    @property
+    def where(self) -> str:
+        """'file: rule R: key', the parts that are known."""
         where = Path(self.file).name if self.file.endswith((".yaml", ".yml")) else self.file
         if self.rule is not None:
             where += f": rule {self.rule}"
         if self.key:
             where += f": {self.key}"
+        return where
+
+    def __str__(self) -> str:
+        where = self.where
         shown = repr(self.value)
         if len(shown) > _MAX_VALUE:
             shown = shown[: _MAX_VALUE - 3] + "..."

@@ -66,6 +66,12 @@ async def start(
     return runner, app[GATEWAY], clock
 
 
+async def launch(config: Config, clock: FixedClock | None = None) -> AuthGw:
+    """The gateway of `config` started in-process; the caller stops it (`agw.runner`)."""
+    runner, gw, clock = await start(config, clock)
+    return AuthGw(f"http://127.0.0.1:{config.listen_port}", config, gw, clock, runner)
+
+
 def auth_config(upstream_url: str, tmp_path: Path, **overrides: object) -> Config:
     overrides.setdefault("passwords", FAST_ARGON2)
     return gateway_config(upstream_url, tmp_path, **overrides)
@@ -77,9 +83,9 @@ async def make_gateway(upstream: Upstream, tmp_path: Path) -> AsyncIterator:  # 
 
     async def make(**overrides: object) -> AuthGw:
         config = auth_config(upstream.url, tmp_path, **overrides)
-        runner, gw, clock = await start(config)
-        runners.append(runner)
-        return AuthGw(f"http://127.0.0.1:{config.listen_port}", config, gw, clock, runner)
+        agw = await launch(config)
+        runners.append(agw.runner)
+        return agw
 
     yield make
     for runner in runners:

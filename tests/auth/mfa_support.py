@@ -62,6 +62,20 @@ async def enroll(agw: AuthGw, s) -> tuple[bytes, list[str]]:
     return secret, codes
 
 
+async def enrolled_gateway(
+    make_gateway, folder: Path, **overrides: object
+) -> tuple[AuthGw, bytes, list[str]]:
+    """The MFA policy in `folder` (the gateway's tmp_path), a gateway with `overrides`, and
+    alice signed in once and enrolled: (gateway, secret, backup codes)."""
+    write_policy(folder)
+    agw = await make_gateway(**overrides)
+    await agw.add_user()
+    async with agw.client() as s:
+        await login(agw, s)
+        secret, codes = await enroll(agw, s)
+    return agw, secret, codes
+
+
 async def challenge(agw: AuthGw, s, **body: str) -> tuple[int, dict]:
     async with s.post(agw.url + CHALLENGE, json=body) as r:
         return r.status, await r.json()

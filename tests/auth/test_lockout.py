@@ -13,7 +13,7 @@ import time
 from prometheus_client import REGISTRY
 
 from gateway.cli import main
-from tests.auth.conftest import PASSWORD, AuthGw, auth_config, start
+from tests.auth.conftest import PASSWORD, auth_config, launch
 
 LOCKOUT = {"max_failures": 5, "window": "15m", "duration": "30m", "ip_max_failures": 100}
 WRONG = "not the password at all"
@@ -198,9 +198,9 @@ async def _race_two_instances(upstream, tmp_path, store_url: str) -> None:
             folder = tmp_path / f"gw{i}"
             folder.mkdir()
             config = auth_config(upstream.url, folder, store={"url": store_url}, lockout=LOCKOUT)
-            runner, gw, clock = await start(config)
-            runners.append(runner)
-            gws.append(AuthGw(f"http://127.0.0.1:{config.listen_port}", config, gw, clock, runner))
+            agw = await launch(config)
+            runners.append(agw.runner)
+            gws.append(agw)
         await gws[0].add_user()
         async with gws[0].client() as s:
             answers = await asyncio.gather(*(attempt(gws[i % 2], s, "alice") for i in range(100)))

@@ -10,18 +10,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.auth.conftest import PASSWORD
-from tests.auth.mfa_support import JSON, challenge, code, enroll, login, write_policy
+from tests.auth.mfa_support import JSON, challenge, code, enrolled_gateway, login
 
 
 @pytest.fixture
 async def enrolled(make_gateway, tmp_path):
-    write_policy(tmp_path)
-    agw = await make_gateway(mfa={"enforce": "all"})
-    await agw.add_user()
-    async with agw.client() as s:
-        await login(agw, s)
-        secret, codes = await enroll(agw, s)
-    return agw, secret, codes
+    return await enrolled_gateway(make_gateway, tmp_path, mfa={"enforce": "all"})
 
 
 def attempts(factor: str, result: str) -> float:

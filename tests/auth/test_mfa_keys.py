@@ -10,7 +10,7 @@ import sys
 
 from gateway.cli import main
 from gateway.crypto.keyring import generate_kek
-from tests.auth.mfa_support import challenge, code, enroll, login, write_policy
+from tests.auth.mfa_support import challenge, code, enroll, enrolled_gateway, login, write_policy
 
 OLD = {"active": "old", "kek": {"old": "env:TEST_KEK_OLD"}}
 BOTH = {"active": "new", "kek": {"old": "env:TEST_KEK_OLD", "new": "env:TEST_KEK_NEW"}}
@@ -35,12 +35,9 @@ async def test_rewrap_reseals_mfa_secrets_and_old_kek_can_be_removed(
 ):
     monkeypatch.setenv("TEST_KEK_OLD", generate_kek())
     monkeypatch.setenv("TEST_KEK_NEW", generate_kek())
-    write_policy(tmp_path)
-    first = await make_gateway(keys=OLD, mfa={"enforce": "all"})
-    await first.add_user()
-    async with first.client() as s:
-        await login(first, s)
-        secret, _ = await enroll(first, s)
+    first, secret, _ = await enrolled_gateway(
+        make_gateway, tmp_path, keys=OLD, mfa={"enforce": "all"}
+    )
     before = await first.auth.users.store.get("mfa", "alice")
     status, out = await asyncio.to_thread(_cli, first, monkeypatch, capsys, BOTH, "keys", "status")
     assert status == 0 and "need rewrap: 1" in out.splitlines()[-1]

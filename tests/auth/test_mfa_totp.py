@@ -12,7 +12,7 @@ import pytest
 from gateway.auth import totp
 from gateway.auth.mfa import MfaUnavailable
 from gateway.auth.totp import TotpSettings
-from tests.auth.conftest import AuthGw, auth_config, start
+from tests.auth.conftest import AuthGw, auth_config, launch
 from tests.auth.mfa_support import challenge, code, enroll, login, write_policy
 
 RFC_SECRET = b"12345678901234567890"
@@ -93,8 +93,8 @@ async def test_replayed_totp_code_is_refused_on_second_instance(upstream, tmp_pa
             config = auth_config(
                 upstream.url, folder, store={"url": redis_url}, mfa={"enforce": "all"}
             )
-            runner, gw, clock = await start(config)
-            gws.append(AuthGw(f"http://127.0.0.1:{config.listen_port}", config, gw, clock, runner))
+            agw = await launch(config)
+            gws.append(agw)
         one, two = gws
         two.clock.set(one.clock.now())
         await one.add_user("carol")

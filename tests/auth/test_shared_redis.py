@@ -3,7 +3,7 @@ on the very next request (no per-instance session cache)."""
 
 from __future__ import annotations
 
-from tests.auth.conftest import PASSWORD, AuthGw, auth_config, start
+from tests.auth.conftest import PASSWORD, auth_config, launch
 
 ME = "/.gateway/api/me"
 
@@ -14,8 +14,8 @@ async def _pair(upstream, tmp_path, redis_url):
         folder = tmp_path / f"gw{i}"
         folder.mkdir()
         config = auth_config(upstream.url, folder, store={"url": redis_url})
-        runner, gw, clock = await start(config)
-        gws.append(AuthGw(f"http://127.0.0.1:{config.listen_port}", config, gw, clock, runner))
+        agw = await launch(config)
+        gws.append(agw)
     return gws
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
-from tests.auth.conftest import PASSWORD, AuthGw, auth_config, start
+from tests.auth.conftest import PASSWORD, auth_config, launch
 
 POLICY = """rules:
   - name: public
@@ -28,8 +28,7 @@ async def test_store_outage_fails_closed_and_recovers(upstream, tmp_path, redis_
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "00.yaml").write_text(POLICY)
     config = auth_config(upstream.url, tmp_path, store={"url": redis_url})
-    runner, gw, clock = await start(config)
-    agw = AuthGw(f"http://127.0.0.1:{config.listen_port}", config, gw, clock, runner)
+    agw = await launch(config)
     try:
         await agw.add_user("alice")
         async with agw.client() as s:
@@ -51,4 +50,4 @@ async def test_store_outage_fails_closed_and_recovers(upstream, tmp_path, redis_
             assert REGISTRY.get_sample_value("gateway_store_up") == 1
         assert [e for e in upstream.seen if e["raw_path"] == "/app/page"].__len__() == 2
     finally:
-        await runner.cleanup()
+        await agw.runner.cleanup()

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from gateway.crypto.keyring import generate_kek
-from tests.auth.conftest import AuthGw, auth_config, start
+from tests.auth.conftest import AuthGw, auth_config, launch
 from tests.proxy.conftest import free_port
 
 POLICY = """rules:
@@ -113,10 +113,9 @@ def write_setup(tmp_path: Path) -> dict:
 async def egw(store_upstream: Store, tmp_path: Path) -> AsyncIterator[AuthGw]:
     overrides = write_setup(tmp_path)
     config = auth_config(store_upstream.url, tmp_path, **overrides)
-    runner, gw, clock = await start(config)
-    agw = AuthGw(f"http://127.0.0.1:{config.listen_port}", config, gw, clock, runner)
+    agw = await launch(config)
     await agw.add_user("alice")
     await agw.add_user("bob")
     await agw.add_user("carol", roles=["other"])
     yield agw
-    await runner.cleanup()
+    await agw.runner.cleanup()

@@ -17,9 +17,9 @@ from aiohttp import web
 
 from gateway.crypto.envelope import ENVELOPE_CONTENT_TYPE, encrypt_envelope
 from gateway.transform.request import DATAKEYS
-from tests.auth.conftest import AuthGw, auth_config, start
+from tests.auth.conftest import AuthGw, auth_config, launch
 from tests.encryption.conftest import Store, write_setup
-from tests.proxy.conftest import free_port
+from tests.support.upstream import serve
 
 MARK = b"PLAINTEXT"
 # ~200 KB of plaintext whose every 16 bytes carry the marker: any leaked segment shows it.
@@ -66,11 +66,10 @@ async def small_egw(store_upstream: Store, tmp_path: Path) -> AsyncIterator[Auth
     """The encryption gateway with a 64 KiB bound: a 200 KB envelope is above it."""
     overrides = write_setup(tmp_path)
     config = auth_config(store_upstream.url, tmp_path, max_body="64KiB", **overrides)
-    runner, gw, clock = await start(config)
-    agw = AuthGw(f"http://127.0.0.1:{config.listen_port}", config, gw, clock, runner)
+    agw = await launch(config)
     await agw.add_user("alice")
     yield agw
-    await runner.cleanup()
+    await agw.runner.cleanup()
 
 
 def status_line(raw: bytes) -> bytes:
@@ -141,20 +140,16 @@ async def test_transfer_cut_short_below_bound_is_502(tmp_path: Path) -> None:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", handler)
-    up = web.AppRunner(app, access_log=None)
-    await up.setup()
-    port = free_port()
-    await web.TCPSite(up, "127.0.0.1", port).start()
+    up, url = await serve(app)
     overrides = write_setup(tmp_path)
-    config = auth_config(f"http://127.0.0.1:{port}", tmp_path, **overrides)
-    runner, gw, clock = await start(config)
-    egw = AuthGw(f"http://127.0.0.1:{config.listen_port}", config, gw, clock, runner)
+    config = auth_config(url, tmp_path, **overrides)
+    egw = await launch(config)
     try:
         await egw.add_user("alice")
         served["envelope"] = await sealed(egw)
         raw = await raw_get(egw, "/blob/cut", await alice_cookie(egw))
     finally:
-        await runner.cleanup()
+        await egw.runner.cleanup()
         await up.cleanup()
     assert status_line(raw) == b"HTTP/1.1 502 Bad Gateway", raw[:200]
     assert MARK not in raw

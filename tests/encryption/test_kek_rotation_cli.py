@@ -14,7 +14,7 @@ import yaml
 
 from gateway.config import parse_config
 from gateway.crypto.keyring import generate_kek
-from tests.auth.conftest import FAST_ARGON2, AuthGw, start
+from tests.auth.conftest import FAST_ARGON2, AuthGw, launch
 from tests.encryption.conftest import POLICY, Store
 from tests.proxy.conftest import free_port
 
@@ -57,8 +57,7 @@ def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 async def running(tmp_path: Path, data: dict) -> AuthGw:
     config = parse_config(data, base_dir=tmp_path)
-    runner, gw, clock = await start(config)
-    return AuthGw(f"http://127.0.0.1:{config.listen_port}", config, gw, clock, runner)
+    return await launch(config)
 
 
 async def seal_under_a(tmp_path: Path, store: Store) -> None:

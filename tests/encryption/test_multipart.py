@@ -29,9 +29,9 @@ from gateway.crypto.envelope import (
 )
 from gateway.crypto.token import open_field, token_key_version
 from gateway.transform.multipart import MAX_PART_HEADER, MAX_PARTS
-from tests.auth.conftest import AuthGw, auth_config, start
+from tests.auth.conftest import AuthGw, auth_config, launch
 from tests.encryption.conftest import Store, write_setup
-from tests.proxy.conftest import free_port
+from tests.support.upstream import serve
 
 TITLE = "quarterly plan \u00e9 <b>"
 FILE = b"%PDF-1.7 TOP-SECRET-FILE-BODY " * 3000 + b"\r\n--not-a-boundary\r\n"
@@ -301,21 +301,16 @@ def streaming_app(received: Received, datakeys: list) -> web.Application:
 async def big_egw(tmp_path: Path) -> AsyncIterator[tuple[AuthGw, Received]]:
     received = Received()
     datakeys: list = []
-    port = free_port()
-    up = web.AppRunner(streaming_app(received, datakeys), access_log=None)
-    await up.setup()
-    await web.TCPSite(up, "127.0.0.1", port).start()
+    up, url = await serve(streaming_app(received, datakeys))
     overrides = write_setup(tmp_path)
     overrides["max_body"] = "80MiB"
-    url = f"http://127.0.0.1:{port}"
     overrides["upstream"] = {"url": url, "timeout": "30s", "connect_timeout": "1s"}
     config = auth_config(url, tmp_path, **overrides)
-    runner, gw, clock = await start(config)
-    agw = AuthGw(f"http://127.0.0.1:{config.listen_port}", config, gw, clock, runner)
-    datakeys.append(gw.services["datakeys"])
+    agw = await launch(config)
+    datakeys.append(agw.gw.services["datakeys"])
     await agw.add_user("alice")
     yield agw, received
-    await runner.cleanup()
+    await agw.runner.cleanup()
     await up.cleanup()
 
 

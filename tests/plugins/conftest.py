@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.auth.conftest import FAST_ARGON2, PASSWORD, start
-from tests.proxy.conftest import free_port, gateway_config
+from tests.auth.conftest import FAST_ARGON2, AuthGw, launch
+from tests.proxy.conftest import gateway_config
+from tests.support.upstream import serve
 
 POLICY = """rules:
   - name: open
@@ -56,30 +56,17 @@ async def recorder() -> AsyncIterator[Recorder]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    rec.url = f"http://127.0.0.1:{port}"
+    runner, rec.url = await serve(app)
     yield rec
     await runner.cleanup()
 
 
 @dataclass
-class PluginGw:
-    url: str
-    gw: object
-    runner: web.AppRunner
-    config_file: Path
+class PluginGw(AuthGw):
+    """The in-process gateway (tests/auth's, with its client and login) and the gateway.yaml
+    written beside it for CLI commands."""
 
-    def client(self) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-
-    async def login(self, s: aiohttp.ClientSession, name: str = "alice") -> None:
-        async with s.post(
-            self.url + "/.gateway/login", json={"username": name, "password": PASSWORD}
-        ) as r:
-            assert r.status == 200, await r.text()
+    config_file: Path = Path()
 
 
 def write_policy(tmp_path: Path) -> None:
@@ -98,8 +85,8 @@ async def plugin_gateway(recorder: Recorder, tmp_path: Path) -> AsyncIterator:
     async def make(plugins: list[dict], **overrides: object) -> PluginGw:
         overrides.setdefault("passwords", FAST_ARGON2)
         config = gateway_config(recorder.url, tmp_path, plugins=plugins, **overrides)
-        runner, gw, _ = await start(config)
-        runners.append(runner)
+        agw = await launch(config)
+        runners.append(agw.runner)
         import yaml
 
         path = tmp_path / "gateway.yaml"
@@ -114,7 +101,7 @@ async def plugin_gateway(recorder: Recorder, tmp_path: Path) -> AsyncIterator:
                 }
             )
         )
-        return PluginGw(f"http://127.0.0.1:{config.listen_port}", gw, runner, path)
+        return PluginGw(agw.url, agw.config, agw.gw, agw.clock, agw.runner, path)
 
     yield make
     for runner in runners:

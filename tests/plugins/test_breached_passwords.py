@@ -17,6 +17,7 @@ from gateway.cli import main
 from plugins.breached_passwords import range_lookup
 from tests.auth.conftest import PASSWORD
 from tests.proxy.conftest import free_port
+from tests.support.upstream import serve
 
 USE = "plugins.breached_passwords"
 DATA = Path(__file__).resolve().parents[2] / "plugins" / "breached_passwords_data"
@@ -100,11 +101,8 @@ async def range_api():
 
     app = web.Application()
     app.router.add_get("/range/{prefix}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    state["url"] = f"http://127.0.0.1:{port}/range/"
+    runner, url = await serve(app)
+    state["url"] = url + "/range/"
     yield state
     await runner.cleanup()
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.auth.conftest import AuthGw, auth_config, start
+from tests.auth.conftest import AuthGw, auth_config, launch
 from tests.encryption.conftest import write_setup
-from tests.proxy.conftest import free_port, raw_request
+from tests.proxy.conftest import raw_request
+from tests.support.upstream import serve
 
 SECRET = "the plaintext that must not arrive"
 
@@ -39,11 +40,8 @@ async def parsed() -> AsyncIterator[tuple[str, list[dict]]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}", seen
+    runner, url = await serve(app)
+    yield url, seen
     await runner.cleanup()
 
 
@@ -51,11 +49,10 @@ async def parsed() -> AsyncIterator[tuple[str, list[dict]]]:
 async def pgw(parsed, tmp_path: Path) -> AsyncIterator[tuple[AuthGw, list[dict]]]:
     url, seen = parsed
     config = auth_config(url, tmp_path, **write_setup(tmp_path))
-    runner, gw, clock = await start(config)
-    agw = AuthGw(f"http://127.0.0.1:{config.listen_port}", config, gw, clock, runner)
+    agw = await launch(config)
     await agw.add_user("alice")
     yield agw, seen
-    await runner.cleanup()
+    await agw.runner.cleanup()
 
 
 def leaked(seen: list[dict]) -> bool:

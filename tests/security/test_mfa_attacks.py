@@ -4,7 +4,15 @@ password can do against the second factor."""
 from __future__ import annotations
 
 from tests.auth.conftest import PASSWORD
-from tests.auth.mfa_support import JSON, challenge, code, enroll, login, write_policy
+from tests.auth.mfa_support import (
+    JSON,
+    challenge,
+    code,
+    enroll,
+    enrolled_gateway,
+    login,
+    write_policy,
+)
 
 LOCKOUT = {"max_failures": 5, "window": "15m", "duration": "30m", "ip_max_failures": 1000}
 
@@ -13,12 +21,7 @@ async def test_a_fresh_password_login_does_not_reset_the_totp_failure_count(make
     """Attack: under `mfa.enforce: policy`, guess TOTP codes on the step-up challenge, then
     sign in with the (stolen) password again before the lock, and repeat. The password alone
     must not wipe the count of wrong second-factor answers."""
-    write_policy(tmp_path)
-    agw = await make_gateway(lockout=LOCKOUT)
-    await agw.add_user()
-    async with agw.client() as s:
-        await login(agw, s)
-        await enroll(agw, s)
+    agw, _, _ = await enrolled_gateway(make_gateway, tmp_path, lockout=LOCKOUT)
     statuses, logins = [], []
     async with agw.client() as s:
         for _ in range(3):
@@ -39,12 +42,7 @@ async def test_a_rejected_password_change_does_not_reset_the_totp_failure_count(
 ):
     """Attack: the same reset through POST /.gateway/password with the right current password
     and a new one that is refused (too short): the failures must stay counted."""
-    write_policy(tmp_path)
-    agw = await make_gateway(lockout=LOCKOUT)
-    await agw.add_user()
-    async with agw.client() as s:
-        await login(agw, s)
-        await enroll(agw, s)
+    agw, _, _ = await enrolled_gateway(make_gateway, tmp_path, lockout=LOCKOUT)
     statuses = []
     async with agw.client() as s:
         await login(agw, s)

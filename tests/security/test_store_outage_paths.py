@@ -5,7 +5,7 @@ proxied route, login and the health checks."""
 
 from __future__ import annotations
 
-from tests.auth.conftest import PASSWORD, AuthGw, auth_config, start
+from tests.auth.conftest import PASSWORD, auth_config, launch
 from tests.auth.mfa_support import JSON, code, enroll, login
 from tests.encryption.conftest import write_setup
 
@@ -14,8 +14,7 @@ UNAVAILABLE = {"error": "service_unavailable"}
 
 async def test_every_store_backed_path_fails_closed(upstream, tmp_path, redis_server, redis_url):
     config = auth_config(upstream.url, tmp_path, store={"url": redis_url}, **write_setup(tmp_path))
-    runner, gw, clock = await start(config)
-    agw = AuthGw(f"http://127.0.0.1:{config.listen_port}", config, gw, clock, runner)
+    agw = await launch(config)
     try:
         await agw.add_user("alice")
         await agw.add_user("bob")
@@ -60,4 +59,4 @@ async def test_every_store_backed_path_fails_closed(upstream, tmp_path, redis_se
             async with s.get(agw.url + "/.gateway/api/me") as r:
                 assert r.status == 200
     finally:
-        await runner.cleanup()
+        await agw.runner.cleanup()
