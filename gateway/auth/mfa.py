@@ -105,6 +105,13 @@ class Enrollment:
     def secret_b32(self) -> str:
         return totp.b32(self.secret)
 
+    @property
+    def secret_grouped(self) -> str:
+        """The key for manual entry in groups of four (apps ignore the spaces), so it reads
+        and wraps well on a phone."""
+        b32 = self.secret_b32
+        return " ".join(b32[i : i + 4] for i in range(0, len(b32), 4))
+
 
 @dataclass(slots=True)
 class SecretStatus:

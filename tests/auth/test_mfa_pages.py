@@ -93,19 +93,24 @@ async def test_a_locked_account_sees_a_429_page_with_retry_after(agw):
             assert "Too many attempts" in await r.text()
 
 
+def shown_secret(html: str) -> str:
+    """The key for manual entry as a user would type it (the page groups it by four)."""
+    return re.search(r'<p class="secret"><code>([A-Z2-7 ]+)</code>', html).group(1).replace(" ", "")
+
+
 async def test_setup_page_after_the_pending_secret_expired_shows_a_new_one(make_gateway):
     agw = await make_gateway()  # enforce: policy, so a full session outlives the 15 minutes
     await agw.add_user()
     async with agw.client() as s:
         await login(agw, s)
         _, html = await page(s, agw.url + "/.gateway/mfa/setup")
-        first = re.search(r"<code>([A-Z2-7]+)</code>", html).group(1)
+        first = shown_secret(html)
         agw.clock.advance(15 * 60 + 1)
         form = {"csrf_token": field(html, "csrf_token"), "next": "/", "code": "000000"}
         async with s.post(agw.url + "/.gateway/mfa/setup", data=form) as r:
             text = await r.text()
         assert r.status == 409 and "timed out" in text
-        second = re.search(r"<code>([A-Z2-7]+)</code>", text).group(1)
+        second = shown_secret(text)
         assert second != first
         form["code"] = code(agw, secret_of(second))
         async with s.post(agw.url + "/.gateway/mfa/setup", data=form) as r:

@@ -68,7 +68,9 @@ def log_in(f: Flow) -> None:
     # The notes need MFA and alice has none yet: straight to enrollment, keeping `next`.
     f.page.wait_for_url(re.compile(r".*/\.gateway/mfa/setup\?next=/notes$"))
     assert f.page.locator(".qr svg").count() == 1
-    f.enrolled_secret = f.page.locator(".secret code").inner_text().strip()
+    shown = f.page.locator(".secret code").inner_text().strip()
+    assert re.fullmatch(r"[A-Z2-7]{4}( [A-Z2-7]{1,4})+", shown)  # groups of four on the page
+    f.enrolled_secret = shown.replace(" ", "")
     assert re.fullmatch(r"[A-Z2-7]{16,}", f.enrolled_secret)
 
 
@@ -82,7 +84,8 @@ def a_wrong_code_is_refused(f: Flow) -> None:
 
 
 def enrol_mfa(f: Flow) -> None:
-    secret = f.page.locator(".secret code").inner_text().strip()  # the page may show a new one
+    # the page may show a new one
+    secret = f.page.locator(".secret code").inner_text().replace(" ", "")
     f.page.fill("#code", pyotp.TOTP(secret).now())
     f.page.click("button[type=submit]")
     codes = [c.strip() for c in f.page.locator(".codes code").all_inner_texts()]
