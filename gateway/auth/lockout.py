@@ -158,7 +158,8 @@ class Regulator:
     async def state(self, account: str) -> LockState:
         left = await self._lock_left(account)
         gen = await self._gen(GEN, account)
-        count, ttl = await self.store.count(FAIL, f"{account}:{gen}")
+        # Answered failures, not attempts: a reservation still in flight may be a right answer.
+        count, ttl = await self.store.count(BAD, f"{account}:{gen}")
         until = self.clock.now() + left if left > 0 else None
         return LockState(until, count, ttl)
 

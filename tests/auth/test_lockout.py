@@ -105,6 +105,8 @@ async def test_success_resets_the_account_counter(make_gateway):
     async with agw.client() as s:
         for _ in range(4):
             assert (await attempt(agw, s, "alice"))[0] == 401
+        # `users show` reports the answered failures (nothing is in flight now)
+        assert (await agw.auth.lockout.state("alice")).attempts == 4
         await agw.login(s)
         for _ in range(4):
             assert (await attempt(agw, s, "alice"))[0] == 401
