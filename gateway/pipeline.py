@@ -31,6 +31,7 @@ from gateway.errors import BadRequest, PayloadTooLarge
 from gateway.exchange import CURRENT, EXCHANGE, Exchange
 from gateway.headers import client_view, downstream_headers, request_id, upstream_headers
 from gateway.hooks import EMPTY, PLUGINS, HookSet
+from gateway.override import check_form_body, check_query, is_form_post, replay
 from gateway.proxy import limited_body
 from gateway.state import GATEWAY, Gateway
 from gateway.store.base import StoreUnavailable
@@ -102,6 +103,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
 async def forward(ex: Exchange, gw: Gateway, hooks: HookSet = EMPTY) -> web.StreamResponse:
     """Steps 5-7: build upstream headers, stream the body up, stream the answer back."""
     request = ex.request
+    check_query(ex.target.query, request.method)  # SECURITY: `?_method=DELETE`
     headers = upstream_headers(
         request.headers.items(),
         view=ex.view,
@@ -128,6 +130,12 @@ async def forward(ex: Exchange, gw: Gateway, hooks: HookSet = EMPTY) -> web.Stre
         body = limited_body(request.content, gw.config.max_body)
         if length is not None:
             headers["Content-Length"] = str(length)
+        if is_form_post(request.method, request.headers.get("Content-Type", "")):
+            # SECURITY: `_method=DELETE` in a form body; buffered, scanned, forwarded as read.
+            codings = request.headers.getall("Content-Encoding", [])
+            raw = await check_form_body(body, codings, gw.config.max_body)
+            headers["Content-Length"] = str(len(raw))
+            body = replay(raw)
     encrypting = ex.rule is not None and ex.rule.encrypt is not None
     try:
         return await _send(ex, gw, headers, body, length, encrypting, hooks)
