@@ -20,6 +20,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -119,7 +120,7 @@ class SQLiteStore:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
         try:
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._enter_wal(conn)
             conn.execute("PRAGMA synchronous = FULL")
             # executescript commits on its own, so the transaction is spelled out in the script.
             conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
@@ -127,6 +128,20 @@ class SQLiteStore:
             conn.close()
             raise
         self._conn = conn
+
+    def _enter_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch a new file to WAL. Two workers opening a fresh file at once race here, and
+        SQLite answers that race with SQLITE_BUSY at once, without calling the busy handler:
+        retry until the busy timeout has passed."""
+        deadline = time.monotonic() + self._busy_ms / 1000
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if _errname(exc) != "SQLITE_BUSY" or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     async def _run(self, op: str, fn: Callable[[], T]) -> T:
         if self._closed:
