@@ -65,11 +65,11 @@ async def micro() -> None:
     from argon2 import PasswordHasher, Type
     from multidict import CIMultiDict
 
-    from gateway.canonical import canonicalize
     from gateway.clock import SystemClock
-    from gateway.exchange import Exchange
-    from gateway.headers import ClientView
     from gateway.hooks import EMPTY, PLUGINS
+    from gateway.http.canonical import canonicalize
+    from gateway.http.exchange import Exchange
+    from gateway.http.headers import ClientView
     from gateway.store import open_store
     from plugins import api_keys, breached_passwords, ip_allowlist, security_headers
 

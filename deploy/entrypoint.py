@@ -31,7 +31,7 @@ def dev_mode() -> bool:
 
 
 def check_config(config: Path) -> int:
-    from gateway.checks import check_all
+    from gateway.startup.checks import check_all
 
     problems = check_all(config)
     for line in problems:

@@ -35,9 +35,9 @@ from multidict import CIMultiDict
 
 from gateway.clock import Clock
 from gateway.config import Config
-from gateway.errors import GatewayError
-from gateway.exchange import Exchange
-from gateway.headers import Identity
+from gateway.http.errors import GatewayError
+from gateway.http.exchange import Exchange
+from gateway.http.headers import Identity
 from gateway.metrics import PLUGIN_ERRORS
 from gateway.store.base import StoreUnavailable
 

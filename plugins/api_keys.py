@@ -27,10 +27,10 @@ from typing import Any, Literal
 from multidict import CIMultiDict
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.errors import GatewayError
-from gateway.exchange import Exchange
-from gateway.headers import Identity
 from gateway.hooks import PluginContext
+from gateway.http.errors import GatewayError
+from gateway.http.exchange import Exchange
+from gateway.http.headers import Identity
 from gateway.metrics import AUTH_ATTEMPTS
 
 __all__ = ["ApiKeys", "InvalidApiKey", "Plugin"]
@@ -200,7 +200,7 @@ Verb = Callable[[ApiKeys, Any, argparse.Namespace], Awaitable[int]]
 def _command(verb: Verb) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from gateway.auth.audit import Audit
-        from gateway.cli import fail, load
+        from gateway.cli.common import fail, load
         from gateway.clock import SystemClock
         from gateway.store import StoreError, open_store
 

@@ -15,8 +15,8 @@ import logging
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from gateway.errors import json_response
-from gateway.exchange import Exchange
+from gateway.http.errors import json_response
+from gateway.http.exchange import Exchange
 
 __all__ = ["Plugin"]
 

@@ -14,7 +14,7 @@ from typing import Literal
 from multidict import CIMultiDict
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.exchange import Exchange
+from gateway.http.exchange import Exchange
 
 __all__ = ["Plugin"]
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from gateway.config import Config
-from gateway.units import format_duration, parse_duration, parse_size
+from gateway.config.units import format_duration, parse_duration, parse_size
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "docs" / "configuration.md"

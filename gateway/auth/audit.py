@@ -23,7 +23,7 @@ from pathlib import Path
 
 from gateway.clock import Clock
 from gateway.config import Config
-from gateway.exchange import Exchange
+from gateway.http.exchange import Exchange
 from gateway.metrics import AUTH_ATTEMPTS
 from gateway.store.base import Store
 

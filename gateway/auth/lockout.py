@@ -31,8 +31,8 @@ from gateway.auth.audit import Audit
 from gateway.auth.users import normalize_username
 from gateway.clock import Clock
 from gateway.config import Lockout
-from gateway.errors import TooManyRequests
-from gateway.exchange import Exchange
+from gateway.http.errors import TooManyRequests
+from gateway.http.exchange import Exchange
 from gateway.metrics import LOCKOUTS
 from gateway.store.base import Store
 

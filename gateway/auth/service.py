@@ -1,6 +1,6 @@
 """The account layer's parts, built once at start-up and kept in `gw.services["auth"]`.
 
-`install()` is called by `gateway.assemble.build()` after the store is open: it makes the
+`install()` is called by `gateway.startup.assemble.build()` after the store is open: it makes the
 hasher (and its dummy hash, off the loop), the users and sessions services, the audit writer,
 and the `password_checks` hook list that plugins append to.
 """

@@ -2,6 +2,8 @@
 
 Only this package touches AES-GCM, HKDF and nonces. It never imports aiohttp, never logs, and
 never puts key material or plaintext into an exception message.
+
+May import: `gateway.clock` and the store interface (data keys are kept in the store).
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Pipeline use: `rule = holder.current.match(method, host, canonical_path, client_ip)` then
 `decide(policy, rule, principal, mfa_enforce=...)`. Never imports the web layer and never reads
 any file but the policy files.
+
+May import: `gateway.http.canonical` only (the one canonical path form rules are written in).
 """
 
 from gateway.policy.decide import decide

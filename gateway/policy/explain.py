@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from gateway.canonical import BadPath, canonicalize
+from gateway.http.canonical import BadPath, canonicalize
 from gateway.policy.decide import decide
 from gateway.policy.model import PolicySet, Principal
 

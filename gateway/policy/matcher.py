@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from operator import itemgetter
 
-from gateway.canonical import BadPath, canonicalize
+from gateway.http.canonical import BadPath, canonicalize
 from gateway.policy.model import (
     AccessLevel,
     IPNetwork,

@@ -12,10 +12,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:
-    from gateway.policy.matcher import RuleIndex
+from typing import Literal, Protocol
 
 __all__ = [
     "ACCESS_LEVELS",
@@ -30,6 +27,7 @@ __all__ = [
     "Principal",
     "RateLimit",
     "Rule",
+    "RuleLookup",
 ]
 
 AccessLevel = Literal["public", "authenticated", "mfa", "deny"]
@@ -125,6 +123,13 @@ class Rule:
         return f"{Path(self.file).name}:{self.name}"
 
 
+class RuleLookup(Protocol):
+    """The compiled lookup a PolicySet asks (built by `gateway.policy.matcher`): the model
+    names only its shape, so the values never import the code that indexes them."""
+
+    def match(self, method: str, host: str, path: str, client_ip: str) -> Rule | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PolicySet:
     """A whole validated policy: rules in precedence order plus the options they were built with.
@@ -137,7 +142,7 @@ class PolicySet:
     default_access: AccessLevel
     case_insensitive_paths: bool
     sources: tuple[tuple[str, int], ...]
-    index: RuleIndex = field(repr=False, compare=False)
+    index: RuleLookup = field(repr=False, compare=False)
 
     def match(self, method: str, host: str, path: str, client_ip: str) -> Rule | None:
         """First rule matching the canonical `path`, or None (then `default_access` applies)."""

@@ -3,6 +3,8 @@
 Owns choosing the backend from `store.url` (see `url.py` for the accepted shapes). Callers get a
 `Store` and the two errors and nothing else; they must never reach into a backend module, and
 this package must never import aiohttp.
+
+May import: `gateway.clock` only (the CLI and the edge use it alike, with or without a server).
 """
 
 from __future__ import annotations

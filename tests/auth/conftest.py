@@ -11,11 +11,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.assemble import build
 from gateway.auth.service import AUTH, Auth
 from gateway.clock import FixedClock
 from gateway.config import Config
-from gateway.state import GATEWAY, Gateway
+from gateway.edge.state import GATEWAY, Gateway
+from gateway.startup.assemble import build
 from tests.proxy.conftest import Upstream, gateway_config, upstream  # noqa: F401 - fixture
 
 PASSWORD = "correct horse battery staple"

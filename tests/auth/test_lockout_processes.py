@@ -9,7 +9,7 @@ How the verifications are counted from outside: `verify_login` (one Argon2 verif
 equal dummy hash for an unknown or disabled name) is the only place a password is checked, and
 every wrong answer from it is recorded as exactly one `login.failure` audit event, which is
 also what moves `gateway_auth_attempts_total{factor="password",result="failure"}`
-(gateway/auth/pages.py `login`, gateway/auth/audit.py). An attempt refused by the lockout
+(gateway/portal/pages.py `login`, gateway/auth/audit.py). An attempt refused by the lockout
 (`Regulator.reserve`, before any lookup or hash) records neither. So the number of wrong
 passwords actually verified is both the `login.failure` events in the shared store
 (`gateway audit tail`) and the sum of that metric over the processes' metrics listeners; the

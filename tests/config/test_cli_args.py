@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import gateway.commands  # noqa: F401 - registers the feature verbs
 from gateway.cli import _parser, main
 from tests.config.test_config import cli
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.checks import check_all
+from gateway.startup.checks import check_all
 from tests.support.tools import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-import gateway.commands  # noqa: F401 - registers every verb
 from gateway import cli
 from gateway.config import Config, ConfigError, parse_config
 from gateway.policy import schema

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from gateway.crypto.envelope import ENVELOPE_CONTENT_TYPE, encrypt_envelope
-from gateway.transform.request import DATAKEYS
+from gateway.edge.transform.request import DATAKEYS
 from tests.auth.conftest import AuthGw, auth_config, launch
 from tests.encryption.conftest import Store, write_setup
 from tests.support.upstream import serve

@@ -28,7 +28,7 @@ from gateway.crypto.envelope import (
     parse_header,
 )
 from gateway.crypto.token import open_field, token_key_version
-from gateway.transform.multipart import MAX_PART_HEADER, MAX_PARTS
+from gateway.edge.transform.multipart import MAX_PART_HEADER, MAX_PARTS
 from tests.auth.conftest import AuthGw, auth_config, launch
 from tests.encryption.conftest import Store, write_setup
 from tests.support.upstream import serve

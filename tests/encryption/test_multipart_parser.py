@@ -8,7 +8,7 @@ import pytest
 from gateway.crypto import FieldError
 from gateway.crypto.envelope import EnvelopeEncryptor, decrypt_envelope
 from gateway.crypto.token import open_field, seal_field
-from gateway.transform.multipart import MultipartSealer, boundary_of, rewrite_multipart
+from gateway.edge.transform.multipart import MultipartSealer, boundary_of, rewrite_multipart
 
 KEY = bytes(range(32))
 SCOPE = "user:alice"

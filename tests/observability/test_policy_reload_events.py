@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import signal
 
-from gateway.audit_events import problems_text
 from gateway.policy import PolicyProblem, ReloadResult
+from gateway.startup.audit_events import problems_text
 from tests.observability.conftest import POLICY, Running, wait_until
 from tests.policy.test_reload import write
 

@@ -4,8 +4,8 @@ the upstream which deployment the request came through."""
 from multidict import CIMultiDict
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.errors import json_response
-from gateway.exchange import Exchange
+from gateway.http.errors import json_response
+from gateway.http.exchange import Exchange
 
 
 class Options(BaseModel):

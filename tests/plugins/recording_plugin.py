@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from gateway.headers import Identity
+from gateway.http.headers import Identity
 
 CALLS: list[tuple] = []
 LEAK = "hunter2-secret-in-exception-text"

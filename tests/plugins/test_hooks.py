@@ -9,7 +9,7 @@ import logging
 import pytest
 from prometheus_client import REGISTRY
 
-from gateway.assemble import StartupError, build
+from gateway.startup.assemble import StartupError, build
 from tests.auth.conftest import PASSWORD
 from tests.plugins import recording_plugin
 from tests.plugins.recording_plugin import CALLS, LEAK

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, parse_config
-from gateway.plugin_loader import PluginLoadError, find_plugin
+from gateway.startup.plugins import PluginLoadError, find_plugin
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.auth.pages import CSP as PAGE_CSP
+from gateway.portal.pages import CSP as PAGE_CSP
 from plugins.security_headers import GATEWAY_CSP
 
 USE = "plugins.security_headers"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.canonical import BadPath, canonicalize
+from gateway.http.canonical import BadPath, canonicalize
 from gateway.policy import Principal, decide
 from tests.policy.conftest import load, write
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from gateway.assemble import build
 from gateway.config import Config, parse_config
+from gateway.startup.assemble import build
 
 
 def free_port() -> int:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gateway.canonical import BadPath, canonicalize
+from gateway.http.canonical import BadPath, canonicalize
 from tests.proxy.conftest import raw_request
 
 CASES = [

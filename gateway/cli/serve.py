@@ -1,0 +1,56 @@
+"""`gateway run` and `gateway check`: serve, or validate config and policies without serving."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gateway.cli.common import EXIT_FAILED, EXIT_OK, config_path, fail, load
+from gateway.config import ConfigError
+
+__all__ = ["cmd_check", "cmd_run", "register"]
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from gateway.startup.checks import check_all
+
+    problems = check_all(config_path(args))
+    if problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+        print(f"invalid: {len(problems)} error(s)", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"ok: {config_path(args)} is valid")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    # The server's imports (aiohttp app, every endpoint) load only for `run`.
+    from gateway.logs import setup_logging
+    from gateway.startup import server
+    from gateway.startup.assemble import StartupError, build
+
+    setup_logging()
+    try:
+        config = load(args)
+    except ConfigError as exc:
+        return fail(str(exc))
+    workers = args.workers or config.workers
+    if workers > 1 and not args.worker:
+        path = str(config.path or config_path(args))
+        return server.supervise(server.worker_argv(path, args.dev), workers, config.metrics.listen)
+    try:
+        return server.serve(config, dev=args.dev, build=build, metrics=not args.worker)
+    except StartupError as exc:
+        return fail(str(exc), exc.exit_code)
+
+
+def register(verbs: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    run = verbs.add_parser("run", parents=[common], help="serve the gateway")
+    run.add_argument("--workers", type=int, default=None, help="worker processes")
+    run.add_argument("--dev", action="store_true", help="allow a local dev KEK file")
+    run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    run.set_defaults(func=cmd_run)
+
+    check = verbs.add_parser("check", parents=[common], help="validate config and policies")
+    check.set_defaults(func=cmd_check)

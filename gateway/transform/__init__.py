@@ -1,1 +1,0 @@
-"""Request and response transformations of encrypting rules (DESIGN.md section 8)."""
