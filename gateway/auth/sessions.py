@@ -1,23 +1,29 @@
-"""Server-side sessions on the store and the one place that reads and writes the session cookie.
+"""Server-side session records on the store, and the session cookie's settings.
 
-The cookie carries a 256-bit random id (`secrets.token_urlsafe(32)`); the store keeps only
-SHA-256 of it (kind "session"), so a copy of the store opens no session. Each user has an index
-of its session hashes (`sessions:<user key>`) for listing, logout-all and revocation. Expiry is
-checked against the injected clock (idle and absolute timeouts); the store TTL only cleans up.
-The idle refresh writes at most once a minute. A partial session (password done, MFA pending)
-lives at most PARTIAL_LIFETIME (5 minutes). A malformed, unknown or expired cookie is simply no
-session. Never logs a session id, its hash or a cookie value.
+The cookie carries a 256-bit random secret (`secrets.token_urlsafe(32)`) and, after a dot, the
+user's store key in base64url; the store keeps only SHA-256 of the secret (kind "session"), so
+a copy of the store opens no session. The user part lets the identify step fetch the session,
+the user record and its MFA flag in one store round trip (`load_with`); it is only a hint: a
+session whose record names another user is no session. Each user has an index of its session
+hashes (`sessions:<user key>`) for listing, logout-all and revocation. Expiry is checked
+against the injected clock (idle and absolute timeouts); the store TTL only cleans up. The
+idle refresh writes at most once a minute. A partial session (password done, MFA pending)
+lives at most PARTIAL_LIFETIME (5 minutes). A malformed, unknown or expired cookie is simply
+no session. Never logs a session id, its hash or a cookie value.
 
-Implemented directly rather than through aiohttp-session: the store interface, the hashed ids,
-the per-user index and the clock are all ours, and the cookie is read in one place.
+The request-facing API is aiohttp-session's (`gateway.edge.session` is its storage over these
+records); this module is what the storage and the CLI share.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
 import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from aiohttp import web
@@ -34,12 +40,35 @@ LEVELS = ("partial", "password", "mfa")
 FULL_LEVELS = frozenset({"password", "mfa"})
 REFRESH_EVERY = 60.0
 PARTIAL_LIFETIME = 300.0  # a password-only session waiting for its MFA step
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+# The secret, then (cookies issued since the user hint) a dot and the user's store key.
+_TOKEN = re.compile(r"^([A-Za-z0-9_-]{43})(?:\.([A-Za-z0-9_-]{2,400}))?$")
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def digest(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii")).hexdigest()
+    """The store key of a session: SHA-256 of the token's secret part."""
+    return hashlib.sha256(token.partition(".")[0].encode("ascii")).hexdigest()
+
+
+def new_token(user: str) -> str:
+    hint = base64.urlsafe_b64encode(user.encode()).rstrip(b"=").decode("ascii")
+    return f"{secrets.token_urlsafe(32)}.{hint}"
+
+
+def user_hint(token: str) -> str | None:
+    """The user key a well-formed token names, or None (an older token, or not decodable)."""
+    match = _TOKEN.match(token)
+    if match is None or match.group(2) is None:
+        return None
+    part = match.group(2)
+    try:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def well_formed(token: str) -> bool:
+    return _TOKEN.match(token) is not None
 
 
 def public_id(session_hash: str) -> str:
@@ -136,7 +165,7 @@ class Sessions:
             value = request.cookies.get(self.cookie.name)
         except Exception:  # noqa: BLE001 - an unparsable Cookie header is no session
             return None
-        if not value or not _TOKEN.match(value):
+        if not value or not well_formed(value):
             return None
         return value
 
@@ -174,7 +203,7 @@ class Sessions:
         if replaces is not None:
             await self.end_token(replaces)
         now = self.clock.now()
-        token = secrets.token_urlsafe(32)
+        token = new_token(user)
         record = SessionRecord(
             user=user,
             auth_level=auth_level,
@@ -191,34 +220,48 @@ class Sessions:
         return token, record
 
     async def load(self, token: str) -> SessionRecord | None:
+        record, _ = await self.load_with(token, lambda user: ())
+        return record
+
+    async def load_with(
+        self, token: str, also: Callable[[str], Sequence[tuple[str, str]]]
+    ) -> tuple[SessionRecord | None, list[bytes | None]]:
+        """The live session of `token` and the values of `also(user key)`, read together in one
+        store call when the token names its user (else two: the session, then the others)."""
         session_hash = digest(token)
-        record = await self._get(session_hash)
+        hint = user_hint(token)
+        if hint is not None:
+            extra = list(also(hint))
+            raw, *values = await self.store.get_many([(KIND, session_hash), *extra])
+            record = _decode(raw, session_hash)
+            if record is not None and record.user != hint:
+                return None, []  # a hint that lies opens nothing (and ends nothing)
+        else:
+            record = await self._get(session_hash)
+            values = []
         if record is None:
-            return None
+            return None, []
         now = self.clock.now()
         if self._expired(record, now):
             await self.end(record)
-            return None
+            return None, []
         if now - record.last_seen >= REFRESH_EVERY:
             record.last_seen = now
             await self.store.put(KIND, session_hash, record.encode(), ttl=self._ttl(record, now))
-        return record
+        if hint is None:
+            extra = list(also(record.user))
+            values = await self.store.get_many(extra) if extra else []
+        return record, values
 
     async def _get(self, session_hash: str) -> SessionRecord | None:
-        raw = await self.store.get(KIND, session_hash)
-        if raw is None:
-            return None
-        try:
-            return SessionRecord.decode(raw, session_hash)
-        except (ValueError, TypeError):
-            return None
+        return _decode(await self.store.get(KIND, session_hash), session_hash)
 
     async def end(self, record: SessionRecord) -> None:
         await self.store.delete(KIND, record.hash)
         await self.store.index_remove(_index(record.user), record.hash)
 
     async def end_token(self, token: str) -> SessionRecord | None:
-        if not _TOKEN.match(token):
+        if not well_formed(token):
             return None
         record = await self._get(digest(token))
         if record is not None:
@@ -269,3 +312,12 @@ class Sessions:
 
 def _index(user: str) -> str:
     return "sessions:" + user
+
+
+def _decode(raw: bytes | None, session_hash: str) -> SessionRecord | None:
+    if raw is None:
+        return None
+    try:
+        return SessionRecord.decode(raw, session_hash)
+    except (ValueError, TypeError):
+        return None

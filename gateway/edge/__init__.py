@@ -6,7 +6,8 @@ each request to `pipeline`, which runs the stages: canonicalize (`gateway.http.c
 cookie or plugin), `access` again (decide), `override` (method overrides refused),
 `transform.request` (strip, identity headers, encrypt), `proxy` (forward, streaming),
 `transform.response` (decrypt tokens and envelopes), `transform.accounting` (crypto counts).
-`state` is the per-app `Gateway` those stages share.
+`session` is the aiohttp-session storage the identify step and the portal use; `state` is
+the per-app `Gateway` those stages share.
 
 May import: config, the foundation modules, http, store, crypto, policy, auth (the accounts)
 and hooks. Nothing below it imports the edge; the portal's handlers do.

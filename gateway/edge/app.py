@@ -10,8 +10,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp_session import session_middleware
 
+from gateway.auth.service import AUTH
+from gateway.auth.sessions import CookieSettings
 from gateway.edge import pipeline
+from gateway.edge.session import SessionStorage
 from gateway.edge.state import GATEWAY, Gateway
 from gateway.http.errors import GatewayError, ServiceUnavailable, answer, json_response
 from gateway.http.exchange import EXCHANGE
@@ -90,8 +94,14 @@ def build_app(
 ) -> web.Application:
     # SECURITY: bodies are relayed as the client framed them; an inflating server would send
     # the upstream inflated bytes still labelled with their Content-Encoding and length.
+    def sessions():
+        auth = gw.services.get(AUTH)
+        return auth.sessions if auth is not None else None
+
+    storage = SessionStorage(CookieSettings.from_config(gw.config), sessions)
     app = web.Application(
-        middlewares=[observe],
+        # Inside `observe`: a store failure while saving a session is a 503 like any other.
+        middlewares=[observe, session_middleware(storage)],
         client_max_size=gw.config.max_body,
         handler_args={"auto_decompress": False},
     )

@@ -1,8 +1,9 @@
 """The load-identity step of the pipeline: session cookie -> session record -> user -> Identity.
 
 Runs on every request that carries a session cookie, with no cache, so a role change, a disable
-or a delete takes effect on the user's next request on every instance. Two store round trips:
-the session, then the user record and the MFA flag together (`Store.get_many`). Only a full session
+or a delete takes effect on the user's next request on every instance. One store round trip:
+the session, the user record and the MFA flag together (`gateway.edge.session`; a cookie issued
+before the user hint takes two). Only a full session
 (auth level password or mfa) of an enabled user who needs no password change yields an
 identity; `ex.session` is set for any live session so the gateway's own endpoints can see
 partial ones. Never decides access and never logs the cookie.
@@ -10,11 +11,10 @@ partial ones. Never decides access and never logs the cookie.
 
 from __future__ import annotations
 
-from gateway.auth.mfa import ACTIVE as MFA_ACTIVE
 from gateway.auth.service import AUTH, Auth
 from gateway.auth.sessions import FULL_LEVELS, SessionRecord
-from gateway.auth.users import KIND as USER_KIND
-from gateway.auth.users import User, normalize_username, parse_user
+from gateway.auth.users import User, parse_user
+from gateway.edge.session import get_session
 from gateway.edge.state import Gateway
 from gateway.http.errors import GatewayError, Unauthorized
 from gateway.http.exchange import Exchange
@@ -29,21 +29,19 @@ MFA_NOTE = "mfa_enabled"  # whether the user has MFA on: access.py picks challen
 async def load_identity(ex: Exchange, gw: Gateway) -> None:
     ex.identity = None
     ex.session = None
-    auth: Auth | None = gw.services.get(AUTH)
-    if auth is None:
-        return
-    token = auth.sessions.read_cookie(ex.request)
-    if token is None:
-        return
-    record = await auth.sessions.load(token)
+    if gw.services.get(AUTH) is None or "Cookie" not in ex.request.headers:
+        return  # no accounts, or (most public requests) no cookie at all
+    # One store round trip: the session, the user record and its MFA flag (edge/session.py).
+    session = await get_session(ex.request)
+    record = getattr(session, "record", None)
     if record is None:
         return
-    # The user's store key is also the key of its MFA flag (auth.mfa.enabled(user.key)).
-    key = normalize_username(record.user)
-    raw_user, raw_mfa = await auth.users.store.get_many([(USER_KIND, key), (MFA_ACTIVE, key)])
+    auth: Auth = gw.services[AUTH]
+    raw_user, raw_mfa = session.facts
     user = parse_user(raw_user)
     if user is None or user.disabled or user.uid != record.user_uid:
         await auth.sessions.end(record)
+        session.record = None
         return
     ex.session = record
     ex.notes[USER_NOTE] = user

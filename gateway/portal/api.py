@@ -15,6 +15,7 @@ from gateway.auth.sessions import SessionRecord
 from gateway.auth.users import User
 from gateway.edge.endpoints import route
 from gateway.edge.identify import signed_in
+from gateway.edge.session import end_session
 from gateway.edge.state import Gateway
 from gateway.http.errors import NotFound, json_response
 from gateway.http.exchange import Exchange
@@ -69,16 +70,15 @@ async def revoke(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     record, user = await signed_in(ex, gw)
     auth = _auth(gw)
     target = await revoke_session(ex, auth, user, ex.notes["params"]["id"])
-    response = web.Response(status=204)
     if target.hash == record.hash:
-        auth.sessions.clear_cookie(response)
-    return response
+        await end_session(ex.request)
+    return web.Response(status=204)
 
 
 async def revoke_session(ex: Exchange, auth: Auth, user: User, pid: str) -> SessionRecord:
     """End the session of `user` named by public id `pid` (404 if it is not one of theirs) and
-    audit it. Shared by the JSON API and the account page; the caller clears the cookie if the
-    ended session is the current one."""
+    audit it. Shared by the JSON API and the account page; the caller ends its own session
+    (`end_session`) if the ended one is the current one."""
     target = await auth.sessions.find(user.key, pid) if _PUBLIC_ID.match(pid) else None
     if target is None:
         raise NotFound("no_such_session")
@@ -88,7 +88,8 @@ async def revoke_session(ex: Exchange, auth: Auth, user: User, pid: str) -> Sess
 
 
 async def end_everywhere(ex: Exchange, auth: Auth, user: User) -> int:
-    """End every session of `user` and audit it; returns how many. The caller clears the cookie."""
+    """End every session of `user` and audit it; returns how many. The caller ends its own session
+    (`end_session`)."""
     ended = await auth.sessions.end_all(user.key)
     await auth.audit.record(
         "session.revoked", user=user.username, outcome="logout_all", ex=ex, count=str(ended)
@@ -103,6 +104,5 @@ async def logout_all(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     check_token(ex, posted, record.csrf)
     auth = _auth(gw)
     ended = await end_everywhere(ex, auth, user)
-    response = json_response({"status": "logged_out", "sessions_ended": ended})
-    auth.sessions.clear_cookie(response)
-    return response
+    await end_session(ex.request)
+    return json_response({"status": "logged_out", "sessions_ended": ended})

@@ -15,6 +15,7 @@ from gateway.auth.service import Auth
 from gateway.auth.sessions import LEVELS, SessionRecord
 from gateway.auth.users import User
 from gateway.edge.identify import USER_NOTE, load_identity
+from gateway.edge.session import begin_session
 from gateway.edge.state import Gateway
 from gateway.http.errors import Unauthorized
 from gateway.http.exchange import Exchange
@@ -61,17 +62,11 @@ async def mfa_session(ex: Exchange, gw: Gateway) -> tuple[SessionRecord, User]:
     return record, user
 
 
-async def complete(ex: Exchange, auth: Auth, user: User) -> str:
+async def complete(ex: Exchange, auth: Auth, user: User) -> None:
     """The second factor is proven: a new session id at level `mfa` replaces the current one
-    (partial or one-factor), and the account's failure count starts afresh. Returns the token."""
-    sessions = auth.sessions
-    token, _ = await sessions.create(
-        user.key,
-        user_uid=user.uid,
-        auth_level="mfa",
-        ip=ex.view.ip,
-        user_agent=ex.request.headers.get("User-Agent", ""),
-        replaces=sessions.read_cookie(ex.request),
+    (partial or one-factor) when the response is sent, and the account's failure count starts
+    afresh."""
+    await begin_session(
+        ex.request, user=user.key, user_uid=user.uid, auth_level="mfa", ip=ex.view.ip
     )
     await auth.lockout.succeeded(user.key, ex.view.ip)
-    return token

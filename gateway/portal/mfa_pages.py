@@ -185,7 +185,7 @@ async def challenge(ex: Exchange, gw: Gateway) -> web.StreamResponse:
         if form:
             return _challenge_page(record.csrf, nxt, 401, WRONG_CODE)
         raise InvalidCode("invalid_code")
-    token = await complete(ex, auth, user)
+    await complete(ex, auth, user)
     await auth.audit.record(
         "mfa.success",
         user=user.username,
@@ -198,7 +198,6 @@ async def challenge(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     else:
         status = "password_change_required" if user.must_change_password else "authenticated"
         response = json_response({"status": status})
-    auth.sessions.set_cookie(response, token)
     return response
 
 
@@ -307,13 +306,12 @@ async def _confirm(
         if posted.is_form:
             return await again(401, WRONG_CODE)
         raise InvalidCode("invalid_code")
-    token = await complete(ex, auth, user)
+    await complete(ex, auth, user)
     await auth.audit.record("mfa.enrolled", user=user.username, outcome="enrolled", ex=ex)
     if posted.is_form:
         response = _codes_page(codes, PASSWORD if user.must_change_password else nxt)
     else:
         response = json_response({"status": "mfa_enabled", "backup_codes": codes})
-    auth.sessions.set_cookie(response, token)
     return response
 
 

@@ -23,6 +23,7 @@ from gateway.auth.sessions import SessionRecord
 from gateway.auth.users import User
 from gateway.edge.endpoints import route
 from gateway.edge.identify import PasswordChangeRequired, load_identity, signed_in
+from gateway.edge.session import begin_session, end_session
 from gateway.edge.state import Gateway
 from gateway.http.errors import (
     BadRequest,
@@ -170,15 +171,13 @@ async def login(ex: Exchange, gw: Gateway) -> web.StreamResponse:
 async def _signed_in(
     ex: Exchange, auth: Auth, user: User, posted: Posted, step: str | None
 ) -> web.Response:
-    sessions = auth.sessions
     # SECURITY: a new id on every login; the id the client came with is ended (no fixation).
-    token, _ = await sessions.create(
-        user.key,
+    await begin_session(
+        ex.request,
+        user=user.key,
         user_uid=user.uid,
         auth_level="password" if step is None else "partial",
         ip=ex.view.ip,
-        user_agent=ex.request.headers.get("User-Agent", ""),
-        replaces=sessions.read_cookie(ex.request),
     )
     await auth.audit.record(
         "login.success", user=user.username, outcome=step or "authenticated", ex=ex
@@ -190,9 +189,7 @@ async def _signed_in(
         status, target = "password_change_required", PASSWORD
     else:
         status, target = "authenticated", safe_next(posted.text("next"))
-    response = _redirect(target) if posted.is_form else json_response({"status": status})
-    sessions.set_cookie(response, token)
-    return response
+    return _redirect(target) if posted.is_form else json_response({"status": status})
 
 
 @route("POST", "/.gateway/logout")
@@ -207,9 +204,8 @@ async def logout(ex: Exchange, gw: Gateway) -> web.StreamResponse:
         user = ex.notes.get("auth.user")
         name = user.username if user is not None else record.user
         await auth.audit.record("logout", user=name, outcome="ended", ex=ex)
-    response = _redirect(LOGIN) if posted.is_form else web.Response(status=204)
-    auth.sessions.clear_cookie(response)
-    return response
+    await end_session(ex.request)
+    return _redirect(LOGIN) if posted.is_form else web.Response(status=204)
 
 
 @route("GET,POST", PASSWORD)
@@ -370,10 +366,9 @@ async def account_revoke(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     check_token(ex, posted, record.csrf)
     auth = _auth(gw)
     target = await revoke_session(ex, auth, user, ex.notes["params"]["id"])
-    response = _redirect(ACCOUNT)
     if target.hash == record.hash:
-        auth.sessions.clear_cookie(response)
-    return response
+        await end_session(ex.request)
+    return _redirect(ACCOUNT)
 
 
 @route("POST", ACCOUNT + "/logout-all")
@@ -383,6 +378,5 @@ async def account_logout_all(ex: Exchange, gw: Gateway) -> web.StreamResponse:
     check_token(ex, posted, record.csrf)
     auth = _auth(gw)
     await end_everywhere(ex, auth, user)
-    response = _redirect(LOGIN)
-    auth.sessions.clear_cookie(response)
-    return response
+    await end_session(ex.request)
+    return _redirect(LOGIN)

@@ -174,7 +174,7 @@ async def test_cookie_flags_when_secure(make_gateway):
     assert flags["samesite"].strip() == "SameSite=Strict"
     assert "domain" not in flags
     token = cookie.split(";")[0].split("=", 1)[1]
-    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]+", token)
     # Only the hash is stored: the cookie value is nowhere in the store.
     stored = await agw.auth.sessions.store.scan("session")
     assert stored and all(token not in k and token.encode() not in v for k, v in stored)
