@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 __all__ = ["BatchingHandler", "JsonFormatter", "batching", "setup_logging", "access_log"]
 
-access_log = logging.getLogger("gateway.edge.access")
+access_log = logging.getLogger("gateway.access")
 
 
 # One encoder for every line: json.dumps with keyword arguments builds a new one per call.

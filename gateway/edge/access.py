@@ -33,7 +33,7 @@ from gateway.policy import Decision, PolicyHolder, Principal, decide
 
 __all__ = ["match_rule", "principal_of", "enforce", "POLICY"]
 
-log = logging.getLogger("gateway.edge.access")
+log = logging.getLogger("gateway.access")
 POLICY = "policy"  # gw.services key of the PolicyHolder
 
 

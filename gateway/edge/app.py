@@ -25,7 +25,7 @@ from gateway.store.base import StoreUnavailable
 
 __all__ = ["build_app"]
 
-log = logging.getLogger("gateway.edge.app")
+log = logging.getLogger("gateway.app")
 Hook = Callable[[web.Application], Awaitable[None]]
 
 

@@ -50,9 +50,9 @@ async def test_an_authenticated_request_reads_session_user_and_mfa_flag_and_noth
     used.pop("config|resetstat", None)
     used.pop("config", None)
     used.pop("info", None)
-    # The session, the user record and the MFA flag: three GETs in one pipeline per request,
-    # and no write (the idle refresh writes at most once a minute).
-    assert used == {"get": 30}
+    # The session, the user record and the MFA flag: one MGET per request, and no write (the
+    # idle refresh writes at most once a minute).
+    assert used == {"mget": 10}
 
 
 async def test_a_cookie_whose_user_hint_names_another_user_opens_nothing(agw):

@@ -161,7 +161,7 @@ async def test_sigterm_right_after_the_last_request_loses_no_access_line(
         stop_gateway(running)  # SIGTERM at once: some lines are still in the batch
     assert running.proc.returncode == 0
     events = events_in(running.log_text())
-    logged_ids = [e.get("request_id") for e in events if e.get("logger") == "gateway.edge.access"]
+    logged_ids = [e.get("request_id") for e in events if e.get("logger") == "gateway.access"]
     assert sorted(i for i in logged_ids if i in ids) == ids
     assert events[-1]["msg"] == "stopped"  # and the shutdown lines after them
 
