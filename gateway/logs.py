@@ -21,7 +21,14 @@ import sys
 import time
 from collections.abc import Iterator
 
-__all__ = ["BatchingHandler", "JsonFormatter", "batching", "setup_logging", "access_log"]
+__all__ = [
+    "BatchingHandler",
+    "JsonFormatter",
+    "access_log",
+    "batching",
+    "log_access",
+    "setup_logging",
+]
 
 access_log = logging.getLogger("gateway.access")
 
@@ -93,6 +100,18 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._timer = loop.call_later(FLUSH_DELAY, self.flush)
         self._timer_loop = loop
 
+    def add_line(self, line: str) -> None:
+        """A line already formatted, batched like `emit`'s (the caller is on the event loop)."""
+        with self.lock:  # type: ignore[union-attr]
+            self._lines.append(line)
+            if len(self._lines) >= MAX_BATCH:
+                self._write_out()
+                return
+            loop = asyncio.get_running_loop()
+            if self._timer is None or self._timer_loop is not loop:
+                self._timer = loop.call_later(FLUSH_DELAY, self.flush)
+                self._timer_loop = loop
+
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             self._timer = None
@@ -108,6 +127,40 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.stream.flush()
         except Exception:  # noqa: BLE001 - as StreamHandler: report, never raise
             self.handleError(logging.makeLogRecord({"msg": "log write failed"}))
+
+
+_ACCESS = access_log.name
+_FORMAT = JsonFormatter()
+
+
+def log_access(fields: dict[str, object]) -> None:
+    """Write one request's access line: the same JSON object `access_log.info("request",
+    extra={"fields": fields})` writes, built without a LogRecord when the line goes straight to
+    the batching handler (the logging machinery was most of the line's cost, ~17 of ~20 µs).
+    Any other set-up (a test's capture handler, a filter, a level) goes through `logging`."""
+    root = logging.getLogger()
+    handlers = root.handlers
+    if (
+        len(handlers) == 1
+        and type(handlers[0]) is BatchingHandler
+        and handlers[0].batch
+        and not access_log.handlers
+        and not access_log.filters
+        and not handlers[0].filters
+        and access_log.isEnabledFor(logging.INFO)
+        and handlers[0].level <= logging.INFO
+    ):
+        now = time.time()
+        out: dict[str, object] = {
+            "time": _FORMAT._time(now, (now - int(now)) * 1000),
+            "level": "info",
+            "logger": _ACCESS,
+            "msg": "request",
+        }
+        out.update(fields)
+        handlers[0].add_line(_ENCODE(out))
+        return
+    access_log.info("request", extra={"fields": fields})
 
 
 @contextlib.contextmanager

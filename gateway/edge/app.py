@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp_session import session_middleware
@@ -19,7 +20,7 @@ from gateway.edge.session import SessionStorage
 from gateway.edge.state import GATEWAY, Gateway
 from gateway.http.errors import GatewayError, ServiceUnavailable, answer, json_response
 from gateway.http.exchange import EXCHANGE
-from gateway.logs import access_log
+from gateway.logs import log_access
 from gateway.metrics import REQUEST_DURATION, REQUESTS, STORE_UP
 from gateway.store.base import StoreUnavailable
 
@@ -69,15 +70,29 @@ async def observe(
         ex.status = response.status
         if not response.prepared:
             response.headers.setdefault("X-Request-ID", ex.rid)
-    rule = fields["rule"]
-    method = request.method if request.method in _METHODS else "OTHER"
-    REQUESTS.labels(rule, method, str(response.status)).inc()
-    REQUEST_DURATION.labels(rule).observe(time.monotonic() - started)
-    access_log.info("request", extra={"fields": fields})
+    _count(fields["rule"], request.method, response.status, time.monotonic() - started)
+    log_access(fields)
     return response
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# The labelled children, looked up once: `labels()` validates and locks on every call (~5 µs a
+# request of the ~7 µs the two metrics cost). Bounded by rules x methods x statuses.
+_COUNTERS: dict[tuple[str, str, int], Any] = {}
+_DURATIONS: dict[str, Any] = {}
+
+
+def _count(rule: str, method: str, status: int, seconds: float) -> None:
+    if method not in _METHODS:
+        method = "OTHER"
+    counter = _COUNTERS.get((rule, method, status))
+    if counter is None:
+        counter = _COUNTERS[rule, method, status] = REQUESTS.labels(rule, method, str(status))
+    counter.inc()
+    duration = _DURATIONS.get(rule)
+    if duration is None:
+        duration = _DURATIONS[rule] = REQUEST_DURATION.labels(rule)
+    duration.observe(seconds)
 
 
 def _code(status: int) -> str:

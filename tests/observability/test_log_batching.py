@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,3 +185,42 @@ def test_the_time_field_follows_each_records_own_second_and_milliseconds() -> No
         "2023-11-14T22:14:21.042Z",
         "1970-01-01T00:00:00.250Z",
     ]
+
+
+ACCESS_FIELDS = {"method": "GET", "path": "/x", "rule": "r", "status": 200, "user": None}
+
+
+async def test_the_access_line_is_the_same_line_the_logging_path_writes(logged) -> None:
+    _, pipe = logged
+    with batching():
+        gateway.logs.log_access(dict(ACCESS_FIELDS))  # the fast path
+        await asyncio.sleep(FLUSH_DELAY * 4)
+    gateway.logs.log_access(dict(ACCESS_FIELDS))  # not batching: through `logging`
+    fast, slow = pipe.lines()
+    assert list(fast) == list(slow) == ["time", "level", "logger", "msg", *ACCESS_FIELDS]
+    assert {k: v for k, v in fast.items() if k != "time"} == {
+        k: v for k, v in slow.items() if k != "time"
+    }
+    assert fast["logger"] == "gateway.access" and fast["msg"] == "request"
+    for line in (fast, slow):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"])
+
+
+async def test_an_added_handler_still_sees_the_access_line(logged) -> None:
+    _, pipe = logged
+    seen: list[logging.LogRecord] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    extra = Capture()
+    logging.getLogger().addHandler(extra)
+    try:
+        with batching():
+            gateway.logs.log_access(dict(ACCESS_FIELDS))
+            await asyncio.sleep(FLUSH_DELAY * 4)
+    finally:
+        logging.getLogger().removeHandler(extra)
+    assert [r.getMessage() for r in seen] == ["request"]
+    assert [line["msg"] for line in pipe.lines()] == ["request"]
