@@ -26,6 +26,7 @@ __all__ = [
     "JsonFormatter",
     "access_log",
     "batching",
+    "iso_time",
     "log_access",
     "setup_logging",
 ]
@@ -37,16 +38,24 @@ access_log = logging.getLogger("gateway.access")
 _ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
-class JsonFormatter(logging.Formatter):
-    _cache: tuple[int, str] = (-1, "")  # (second, its text), replaced as one object
+_second: tuple[int, str] = (-1, "")  # (second, its text), replaced as one object
 
+
+def iso_time(epoch: float) -> str:
+    """The one time format of every log line, audit events included: ISO 8601 in UTC with
+    milliseconds (`2026-12-04T21:03:52.152Z`)."""
+    global _second
+    second = int(epoch)
+    cached, stamp = _second
+    if second != cached:  # strftime once a second, not once a line
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = (second, stamp)
+    return f"{stamp}.{int((epoch - second) * 1000):03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
     def _time(self, created: float, msecs: float) -> str:
-        second = int(created)
-        cached, stamp = self._cache
-        if second != cached:  # strftime once a second, not once a line
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._cache = (second, stamp)
-        return f"{stamp}.{int(msecs):03d}Z"
+        return iso_time(int(created) + msecs / 1000)
 
     def format(self, record: logging.LogRecord) -> str:
         out = {
@@ -130,7 +139,6 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 _ACCESS = access_log.name
-_FORMAT = JsonFormatter()
 
 
 def log_access(fields: dict[str, object]) -> None:
@@ -152,7 +160,7 @@ def log_access(fields: dict[str, object]) -> None:
     ):
         now = time.time()
         out: dict[str, object] = {
-            "time": _FORMAT._time(now, (now - int(now)) * 1000),
+            "time": iso_time(now),
             "level": "info",
             "logger": _ACCESS,
             "msg": "request",

@@ -24,6 +24,7 @@ from pathlib import Path
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.http.exchange import Exchange
+from gateway.logs import iso_time
 from gateway.metrics import AUTH_ATTEMPTS
 from gateway.store.base import Store
 
@@ -62,7 +63,7 @@ class Audit:
         **extra: str,
     ) -> None:
         entry: dict[str, object] = {
-            "time": self.clock.now(),
+            "time": iso_time(self.clock.now()),
             "event": event,
             "user": user,
             "ip": ex.view.ip if ex else None,

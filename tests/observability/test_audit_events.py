@@ -5,6 +5,8 @@ deny rule is not; the first data key of a scope is one `key.created` event."""
 
 from __future__ import annotations
 
+import re
+
 from tests.observability.conftest import PASSWORD, Running
 
 UA = "obs-test/1.0"
@@ -62,7 +64,8 @@ async def test_request_events_carry_rule_user_ip_agent_and_request_id(running: R
     for event in (bad, ok):
         assert event["rule"] == "gateway"
         assert (event["ip"], event["user_agent"], event["user"]) == ("127.0.0.1", UA, "alice")
-        assert isinstance(event["time"], (int, float)) and event["time"] > 0
+        # The time format of every other log line (ISO 8601, UTC, milliseconds).
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", event["time"])
 
     denied = only(tail, event="access.denied", request_id="rid-403")
     assert denied["rule"] == "admin"
