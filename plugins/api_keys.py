@@ -186,9 +186,9 @@ class Plugin:
         create.add_argument("name", metavar="NAME")
         create.add_argument("--role", action="append", default=[], metavar="R")
         create.set_defaults(func=_command(_create))
-        sub.add_parser("list", parents=[common], help="list keys").set_defaults(
-            func=_command(_list)
-        )
+        listing = sub.add_parser("list", parents=[common], help="list keys")
+        listing.add_argument("--json", action="store_true", help="a JSON array, for scripts")
+        listing.set_defaults(func=_command(_list))
         revoke = sub.add_parser("revoke", parents=[common], help="revoke a key by name")
         revoke.add_argument("name", metavar="NAME")
         revoke.set_defaults(func=_command(_revoke))
@@ -234,9 +234,20 @@ async def _create(keys: ApiKeys, audit: Any, args: argparse.Namespace) -> int:
 
 
 async def _list(keys: ApiKeys, audit: Any, args: argparse.Namespace) -> int:
-    for r in await keys.list():
-        used = f"{r['last_used']:.0f}" if r.get("last_used") else "never"
-        print(f"{r['name']}\t{','.join(r['roles']) or '-'}\t{r['created']:.0f}\t{used}")
+    from gateway.cli.common import print_table
+
+    rows = [
+        {k: r.get(k) for k in ("name", "roles", "created", "last_used")} for r in await keys.list()
+    ]
+    columns = (
+        ("name", "NAME"),
+        ("roles", "ROLES"),
+        ("created", "CREATED"),
+        ("last_used", "LAST USED"),
+    )
+    print_table(
+        rows, columns, as_json=args.json, times=("created", "last_used"), empty="no API keys"
+    )
     return 0
 
 

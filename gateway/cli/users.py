@@ -22,7 +22,7 @@ from dataclasses import replace
 from gateway.auth.mfa import reset as reset_mfa
 from gateway.auth.service import AUTH, Auth, make_auth
 from gateway.auth.users import User, UserExists, UserNotFound, normalize_username
-from gateway.cli.common import EXIT_FAILED, EXIT_OK, fail, load
+from gateway.cli.common import EXIT_FAILED, EXIT_OK, fail, load, print_table
 from gateway.clock import SystemClock
 from gateway.crypto.datakeys import shred
 from gateway.startup.plugins import PluginLoadError, PluginStartError, open_plugins
@@ -88,11 +88,11 @@ def _read_password(args: argparse.Namespace) -> str:
     return first
 
 
-def _row(user: User) -> str:
+def _row(user: User) -> dict[str, object]:
     state = "disabled" if user.disabled else "active"
     if user.must_change_password:
         state += ",must-change-password"
-    return f"{user.username}\t{user.email or '-'}\t{','.join(user.roles) or '-'}\t{state}"
+    return {"name": user.username, "email": user.email, "roles": list(user.roles), "state": state}
 
 
 async def users_add(auth: Auth, args: argparse.Namespace) -> int:
@@ -109,9 +109,20 @@ async def users_add(auth: Auth, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+USER_COLUMNS = (("name", "NAME"), ("email", "EMAIL"), ("roles", "ROLES"), ("state", "STATE"))
+SESSION_COLUMNS = (
+    ("id", "ID"),
+    ("user", "USER"),
+    ("auth_level", "LEVEL"),
+    ("ip", "ADDRESS"),
+    ("created", "CREATED"),
+    ("last_seen", "LAST SEEN"),
+)
+
+
 async def users_list(auth: Auth, args: argparse.Namespace) -> int:
-    for user in sorted(await auth.users.list(), key=lambda u: u.key):
-        print(_row(user))
+    rows = [_row(user) for user in sorted(await auth.users.list(), key=lambda u: u.key)]
+    print_table(rows, USER_COLUMNS, as_json=args.json, empty="no users")
     return EXIT_OK
 
 
@@ -227,10 +238,24 @@ async def sessions_list(auth: Auth, args: argparse.Namespace) -> int:
         records = await auth.sessions.of_user(normalize_username(args.user))
     else:
         records = await auth.sessions.all()
-    for r in records:
-        print(
-            f"{r.public_id}\t{r.user}\t{r.auth_level}\t{r.ip}\t{r.created:.0f}\t{r.last_seen:.0f}"
-        )
+    rows = [
+        {
+            "id": r.public_id,
+            "user": r.user,
+            "auth_level": r.auth_level,
+            "ip": r.ip,
+            "created": r.created,
+            "last_seen": r.last_seen,
+        }
+        for r in records
+    ]
+    print_table(
+        rows,
+        SESSION_COLUMNS,
+        as_json=args.json,
+        times=("created", "last_seen"),
+        empty="no sessions",
+    )
     return EXIT_OK
 
 
@@ -263,7 +288,9 @@ def register(verbs: argparse._SubParsersAction, common: argparse.ArgumentParser)
     for p in (add, verb("passwd", users_passwd, "set a user's password (ends its sessions)")):
         p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
         p.add_argument("--must-change-password", action="store_true")
-    verb("list", users_list, "list users", named=False)
+    verb("list", users_list, "list users", named=False).add_argument(
+        "--json", action="store_true", help="a JSON array, for scripts"
+    )
     verb("show", users_show, "show one user")
     verb("disable", users_disable, "disable a user (ends its sessions)")
     verb("enable", users_enable, "enable a user")
@@ -282,6 +309,7 @@ def register(verbs: argparse._SubParsersAction, common: argparse.ArgumentParser)
     sv = sessions.add_subparsers(dest="sessions_verb", required=True, metavar="ACTION")
     listing = sv.add_parser("list", parents=[common], help="list live sessions")
     listing.add_argument("--user", default=None)
+    listing.add_argument("--json", action="store_true", help="a JSON array, for scripts")
     listing.set_defaults(func=_run(sessions_list))
     revoke = sv.add_parser("revoke", parents=[common], help="end one session by its id")
     revoke.add_argument("id", metavar="ID")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import sqlite3
 from dataclasses import dataclass
 
@@ -137,8 +138,12 @@ async def test_list_shows_names_and_roles_and_never_a_secret(cli, keyed, tmp_pat
     assert (await call(keyed, "/private/x", key))[0] == 200  # records last use
     done = await cli(keyed, "apikeys", "list")
     assert done.returncode == 0
-    name, roles, _created, used = done.stdout.strip().split("\t")
-    assert (name, roles) == ("lister", "ops") and used != "never"
+    header, row = done.stdout.splitlines()
+    assert header.split() == ["NAME", "ROLES", "CREATED", "LAST", "USED"]
+    assert row.split()[:2] == ["lister", "ops"] and "never" not in row and row.count("UTC") == 2
+    as_json = await cli(keyed, "apikeys", "list", "--json")
+    (listed,) = json.loads(as_json.stdout)
+    assert (listed["name"], listed["roles"]) == ("lister", ["ops"]) and listed["last_used"]
     secret = key.split("_", 2)[2]
     assert secret not in done.stdout and key not in done.stdout
     # the store holds only the SHA-256 of the secret
