@@ -36,6 +36,21 @@ VERBS: tuple[Register, ...] = (
 )
 
 
+# Verbs that first-party plugins add: without the plugin enabled, say how to enable it.
+PLUGIN_VERBS = {"apikeys": "plugins.api_keys"}
+
+
+class _TopParser(Parser):
+    def error(self, message: str) -> NoReturn:
+        for verb, plugin in PLUGIN_VERBS.items():
+            if f"invalid choice: '{verb}'" in message:
+                message = (
+                    f"'{verb}' comes with the {plugin} plugin, which this config does not enable:"
+                    f" add `- use: {plugin}` under `plugins:` in gateway.yaml (docs/plugins.md)"
+                )
+        super().error(message)
+
+
 class _PreParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise ValueError(message)
@@ -55,7 +70,7 @@ def _common() -> argparse.ArgumentParser:
 
 def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     common = _common()
-    parser = Parser(prog="gateway", parents=[common], description="Portcullis security gateway")
+    parser = _TopParser(prog="gateway", parents=[common], description="Portcullis security gateway")
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for register in VERBS:

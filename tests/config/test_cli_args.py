@@ -117,3 +117,18 @@ def test_usage_error_exit_code_of_the_real_command(tmp_path):
     done: subprocess.CompletedProcess = cli("keys", "nosuch", cwd=tmp_path)
     assert done.returncode == 1 and "usage: gateway keys" in done.stderr
     assert cli("--help", cwd=tmp_path).returncode == 0
+
+
+def test_a_plugin_verb_without_its_plugin_says_how_to_enable_it(tmp_path):
+    conf = tmp_path / "gateway.yaml"
+    conf.write_text("upstream: {url: 'http://127.0.0.1:9'}\nstore: {url: 'sqlite:///gw.db'}\n")
+    done = cli("apikeys", "list", "-c", str(conf))
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        "gateway: error: 'apikeys' comes with the plugins.api_keys plugin, which this config does"
+        " not enable: add `- use: plugins.api_keys` under `plugins:` in gateway.yaml"
+        " (docs/plugins.md)"
+    )
+    # Another unknown verb keeps argparse's own message.
+    other = cli("frobnicate", "-c", str(conf))
+    assert other.returncode == 1 and "invalid choice: 'frobnicate'" in other.stderr
