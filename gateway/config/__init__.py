@@ -20,6 +20,7 @@ from gateway.config.model import (
     mask_urls,
     parse_config,
     shown_value,
+    with_listeners,
 )
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "mask_urls",
     "parse_config",
     "shown_value",
+    "with_listeners",
 ]

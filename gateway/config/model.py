@@ -41,6 +41,7 @@ __all__ = [
     "mask_urls",
     "parse_config",
     "shown_value",
+    "with_listeners",
 ]
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -317,6 +318,34 @@ def _plugin_problems(refs: object, base_dir: Path) -> list[ConfigProblem]:
         for key, shown, expected in problems_of((ref,), base_dir):
             found.append((f"plugins.{i}" + key.removeprefix("plugins.0"), shown, expected))
     return [ConfigProblem(key, mask_urls(shown), expected) for key, shown, expected in found]
+
+
+def with_listeners(
+    config: Config, *, listen: str | None = None, metrics_listen: str | None = None
+) -> Config:
+    """`config` with the public and metrics listeners replaced (`gateway run --listen`,
+    `--metrics-listen`, or their environment variables); `off` turns the metrics listener off.
+    Raises ConfigError naming the flag when a value is not HOST:PORT."""
+    update: dict[str, Any] = {}
+    problems = []
+    for key, value in (("--listen", listen), ("--metrics-listen", metrics_listen)):
+        if value is None:
+            continue
+        if key == "--metrics-listen" and value.lower() == "off":
+            update["metrics"] = config.metrics.model_copy(update={"listen": None})
+            continue
+        try:
+            checked = _listen(value)
+        except ValueError as exc:
+            problems.append(ConfigProblem(key, mask_urls(repr(value)), str(exc)))
+            continue
+        if key == "--listen":
+            update["listen"] = checked
+        else:
+            update["metrics"] = config.metrics.model_copy(update={"listen": checked})
+    if problems:
+        raise ConfigError(problems, str(config.path or "command line"))
+    return config.model_copy(update=update) if update else config
 
 
 def load_config(path: str | Path) -> Config:

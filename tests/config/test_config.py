@@ -193,3 +193,72 @@ def test_run_with_two_workers_serves_sums_metrics_and_drains_on_sigterm(tmp_path
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=30)
     assert rc == 0
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/.gateway/healthz", timeout=1):
+                return
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read1()
+            time.sleep(0.2)
+
+
+def test_two_instances_on_one_host_share_a_config_file_with_their_own_ports(tmp_path):
+    import urllib.request
+
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "00.yaml").write_text(PUBLIC_POLICY)
+    conf = tmp_path / "gw.yaml"
+    conf.write_text(
+        yaml.safe_dump(
+            {
+                "listen": "127.0.0.1:1",  # neither instance uses the file's ports
+                "upstream": {"url": "http://127.0.0.1:9"},
+                "metrics": {"listen": "127.0.0.1:2"},
+                "store": {"url": f"sqlite:///{tmp_path}/gw.db"},
+            }
+        )
+    )
+    a, a_metrics, b, b_metrics = (free_port() for _ in range(4))
+    by_flag = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "run", "-c", str(conf),
+         "--listen", f"127.0.0.1:{a}", "--metrics-listen", f"127.0.0.1:{a_metrics}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    by_env = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "run", "-c", str(conf), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={
+            **os.environ,
+            "GATEWAY_LISTEN": f"127.0.0.1:{b}",
+            "GATEWAY_METRICS_LISTEN": f"127.0.0.1:{b_metrics}",
+        },
+    )
+    try:
+        for port, proc in ((a, by_flag), (b, by_env)):
+            _wait_healthy(port, proc)
+        for port in (a_metrics, b_metrics):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                assert "gateway_info" in r.read().decode()
+    finally:
+        for proc in (by_flag, by_env):
+            proc.send_signal(signal.SIGTERM)
+        codes = [proc.wait(timeout=30) for proc in (by_flag, by_env)]
+    assert codes == [0, 0]
+
+
+def test_a_bad_listen_flag_names_the_flag(tmp_path):
+    conf = tmp_path / "gw.yaml"
+    conf.write_text("upstream: {url: 'http://127.0.0.1:9'}\n")
+    done = cli("run", "-c", str(conf), "--listen", "nowhere")
+    assert done.returncode == 1
+    assert "--listen: expected HOST:PORT, e.g. 127.0.0.1:8080 (got 'nowhere')" in done.stderr
+    done = cli("run", "-c", str(conf), env={"GATEWAY_METRICS_LISTEN": "9464"})
+    assert done.returncode == 1
+    assert "--metrics-listen: expected HOST:PORT" in done.stderr
