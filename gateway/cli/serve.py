@@ -19,7 +19,7 @@ METRICS_LISTEN_ENV = "GATEWAY_METRICS_LISTEN"
 def cmd_check(args: argparse.Namespace) -> int:
     from gateway.startup.checks import check_all
 
-    problems = check_all(config_path(args))
+    problems = check_all(config_path(args), dev=args.dev)
     if problems:
         for line in problems:
             print(line, file=sys.stderr)
@@ -73,5 +73,10 @@ def register(verbs: argparse._SubParsersAction, common: argparse.ArgumentParser)
     run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
 
-    check = verbs.add_parser("check", parents=[common], help="validate config and policies")
+    check = verbs.add_parser(
+        "check", parents=[common], help="validate config, key material and policies"
+    )
+    check.add_argument(
+        "--dev", action="store_true", help="a KEK that is not set is fine (run --dev makes one)"
+    )
     check.set_defaults(func=cmd_check)

@@ -28,16 +28,26 @@ def generate_kek() -> str:
     return base64.b64encode(secrets.token_bytes(KEK_SIZE)).decode("ascii")
 
 
+# What every message about missing or malformed KEK material ends with: what to do next.
+NEXT_STEP = (
+    "make one with `gateway keys generate` and give it as GATEWAY_KEK (or keys.kek.<id>: "
+    "file:PATH); for a local trial only, `gateway run --dev` keeps one in var/dev-kek"
+)
+
+
 def parse_kek(text: str, *, kek_id: str, source: str) -> bytes:
     """Decode base64 of exactly 32 bytes; `source` names where it came from in errors."""
     compact = "".join(text.split())
     try:
         raw = base64.b64decode(compact.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise KeyMaterialError(f"kek {kek_id!r} from {source} is not valid base64") from None
+        raise KeyMaterialError(
+            f"kek {kek_id!r} from {source} is not valid base64; {NEXT_STEP}"
+        ) from None
     if len(raw) != KEK_SIZE:
         raise KeyMaterialError(
-            f"kek {kek_id!r} from {source} must decode to {KEK_SIZE} bytes, got {len(raw)}"
+            f"kek {kek_id!r} from {source} must decode to {KEK_SIZE} bytes, got {len(raw)};"
+            f" {NEXT_STEP}"
         )
     return raw
 
@@ -53,7 +63,7 @@ def _resolve(kek_id: str, ref: str, environ: Mapping[str, str], base_dir: Path) 
         source = f"environment variable {target}"
         value = environ.get(target)
         if value is None or not value.strip():
-            raise KeyMaterialError(f"kek {kek_id!r}: {source} is not set")
+            raise KeyMaterialError(f"kek {kek_id!r}: {source} is not set; {NEXT_STEP}")
         return parse_kek(value, kek_id=kek_id, source=source)
     path = Path(target)
     if not path.is_absolute():
@@ -62,7 +72,7 @@ def _resolve(kek_id: str, ref: str, environ: Mapping[str, str], base_dir: Path) 
     try:
         value = path.read_text(encoding="ascii")
     except FileNotFoundError:
-        raise KeyMaterialError(f"kek {kek_id!r}: {source} does not exist") from None
+        raise KeyMaterialError(f"kek {kek_id!r}: {source} does not exist; {NEXT_STEP}") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not ASCII"
         raise KeyMaterialError(f"kek {kek_id!r}: {source} cannot be read ({reason})") from None
