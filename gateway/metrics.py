@@ -38,6 +38,7 @@ __all__ = [
     "CRYPTO_OPS",
     "CRYPTO_BYTES",
     "POLICY_RELOADS",
+    "CROSS_SITE_REFUSED",
     "PLUGIN_ERRORS",
     "INFO",
     "RULES_LOADED",
@@ -64,6 +65,9 @@ LOCKOUTS = Counter("gateway_lockouts", "Lockouts started", ["scope"])
 SESSIONS_CREATED = Counter("gateway_sessions_created", "Sessions created")
 CRYPTO_OPS = Counter("gateway_crypto_operations", "Envelope operations", ["op", "result"])
 CRYPTO_BYTES = Counter("gateway_crypto_bytes", "Bytes through envelope operations", ["op"])
+CROSS_SITE_REFUSED = Counter(
+    "gateway_cross_site_refused", "State-changing requests refused as cross-site", ["rule"]
+)
 POLICY_RELOADS = Counter("gateway_policy_reloads", "Policy reloads", ["result"])
 PLUGIN_ERRORS = Counter(
     "gateway_plugin_errors", "Plugin hooks that raised (request failed closed)", ["plugin", "hook"]

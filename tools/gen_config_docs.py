@@ -63,6 +63,12 @@ DESCRIPTIONS: dict[str, str] = {
     "session.same_site": "SameSite attribute of the session and CSRF cookies.",
     "session.idle_timeout": "A session unused for this long ends.",
     "session.absolute_timeout": "A session ends this long after login, however active.",
+    "cross_site": "Refusing state-changing requests that another site made the browser send "
+    "(docs/policies.md, Cross-site requests).",
+    "cross_site.check": "The default for rules without `cross_site_check`: refuse POST, PUT, "
+    "PATCH, DELETE... whose Sec-Fetch-Site or Origin names another site (403 "
+    "`cross_site_request`).",
+    "cross_site.allowed_origins": "Origins (`https://host[:port]`) that may send them anyway.",
     "lockout": "Brute-force regulation (docs/lockout.md).",
     "lockout.max_failures": "Failed answers per account within `window` before the account is "
     "locked (password, TOTP and backup codes alike).",

@@ -121,6 +121,30 @@ class Session(_Model):
     absolute_timeout: Duration = 43200.0
 
 
+class CrossSite(_Model):
+    # Refuse POST, PUT, PATCH, DELETE... whose Sec-Fetch-Site or Origin says another site sent
+    # them (a rule's `cross_site_check` overrides this default).
+    check: bool = False
+    # Origins that may send them anyway, e.g. https://partner.example.org.
+    allowed_origins: tuple[str, ...] = ()
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for origin in v:
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.path
+                or (parts.query or parts.fragment or parts.username)
+            ):
+                raise ValueError(f"{origin!r} is not an origin such as https://app.example.org")
+            out.append(f"{parts.scheme}://{parts.netloc.lower()}")
+        return tuple(out)
+
+
 class Lockout(_Model):
     max_failures: int = Field(10, ge=1)
     window: Duration = 900.0
@@ -173,6 +197,7 @@ class Config(_Model):
     store: StoreSettings = StoreSettings()
     keys: Keys = Keys()
     session: Session = Session()
+    cross_site: CrossSite = CrossSite()
     lockout: Lockout = Lockout()
     mfa: Mfa = Mfa()
     passwords: Passwords = Passwords()

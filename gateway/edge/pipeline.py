@@ -25,6 +25,7 @@ from multidict import CIMultiDict
 
 from gateway.edge import endpoints
 from gateway.edge.access import enforce, match_rule
+from gateway.edge.cross_site import check_cross_site
 from gateway.edge.identify import load_identity
 from gateway.edge.override import check_form_body, check_query, is_form_post, replay
 from gateway.edge.proxy import limited_body
@@ -94,6 +95,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if early is not None:
             return early
     await identify(ex, gw, hooks)
+    await check_cross_site(ex, gw)
     denied = await enforce(ex, gw)
     if denied is not None:
         return denied

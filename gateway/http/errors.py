@@ -18,6 +18,7 @@ __all__ = [
     "MfaRequired",
     "MfaEnrollmentRequired",
     "Forbidden",
+    "CrossSiteRequest",
     "NotFound",
     "MethodNotAllowed",
     "PayloadTooLarge",
@@ -69,6 +70,10 @@ class MfaEnrollmentRequired(MfaRequired):
 
 class Forbidden(GatewayError):
     status, code = 403, "forbidden"
+
+
+class CrossSiteRequest(GatewayError):
+    status, code = 403, "cross_site_request"
 
 
 class NotFound(GatewayError):

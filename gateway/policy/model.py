@@ -117,6 +117,8 @@ class Rule:
     roles: frozenset[str] = frozenset()
     encrypt: Encrypt | None = None
     rate_limit: RateLimit | None = None
+    # Refuse state-changing requests from another site; None: the config's default.
+    cross_site_check: bool | None = None
 
     @property
     def where(self) -> str:

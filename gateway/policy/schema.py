@@ -20,7 +20,7 @@ __all__ = ["Report", "parse_rate_limit", "parse_rule"]
 
 Report = Callable[[str, object, str], None]  # (key path, value, expected)
 
-RULE_KEYS = ("name", "match", "access", "roles", "encrypt", "rate_limit")
+RULE_KEYS = ("name", "match", "access", "roles", "encrypt", "rate_limit", "cross_site_check")
 _MATCH_KEYS = ("paths", "methods", "hosts", "networks")
 _ENCRYPT_KEYS = ("request", "response", "allow_plaintext", "scope")
 _REQUEST_KINDS = ("form_fields", "json_fields", "body")
@@ -89,6 +89,9 @@ def parse_rule(
     rate_limit = None
     if "rate_limit" in raw:
         rate_limit = parse_rate_limit(raw["rate_limit"], "rate_limit", report)
+    cross_site = raw.get("cross_site_check")
+    if "cross_site_check" in raw and not isinstance(cross_site, bool):
+        report("cross_site_check", cross_site, "true or false")
     if problems_before.count or match is None:
         return None
     return Rule(
@@ -100,6 +103,7 @@ def parse_rule(
         roles=roles,
         encrypt=encrypt,
         rate_limit=rate_limit,
+        cross_site_check=cross_site,
     )
 
 
