@@ -3,7 +3,8 @@
 `app` (the aiohttp application and its observe middleware: metrics and the access log) hands
 each request to `pipeline`, which runs the stages: canonicalize (`gateway.http.canonical`),
 `endpoints` (the reserved /.gateway routes), `access` (match the rule), `identify` (session
-cookie or plugin), `cross_site` (unsafe methods from another site), `access` again (decide), `override` (method overrides refused),
+cookie or plugin), `cross_site` (unsafe methods from another site), `access` again
+(decide), `override` (method overrides refused),
 `transform.request` (strip, identity headers, encrypt), `proxy` (forward, streaming),
 `transform.response` (decrypt tokens and envelopes), `transform.accounting` (crypto counts).
 `session` is the aiohttp-session storage the identify step and the portal use; `state` is
