@@ -202,7 +202,7 @@ def _command(verb: Verb) -> Callable[[argparse.Namespace], int]:
         from gateway.auth.audit import Audit
         from gateway.cli.common import fail, load
         from gateway.clock import SystemClock
-        from gateway.store import StoreError, open_store
+        from gateway.store import StoreError, describe_failure, open_store
 
         config = load(args)
 
@@ -220,7 +220,7 @@ def _command(verb: Verb) -> Callable[[argparse.Namespace], int]:
         except ValueError as exc:
             return fail(str(exc))
         except StoreError as exc:
-            return fail(f"store: {type(exc).__name__}")
+            return fail(describe_failure(config.store.url, exc))
 
     return run
 

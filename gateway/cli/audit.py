@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from gateway.cli.common import EXIT_OK, fail, load
-from gateway.store import StoreError, open_store
+from gateway.store import StoreError, describe_failure, open_store
 
 __all__ = ["register"]
 
@@ -42,7 +42,7 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
     try:
         events = asyncio.run(_tail(config.store.url, config.base_dir, args.n, args.user))
     except StoreError as exc:
-        return fail(f"store: {type(exc).__name__}")
+        return fail(describe_failure(config.store.url, exc))
     for event in events:
         print(event.decode("utf-8", "replace"))
     return EXIT_OK

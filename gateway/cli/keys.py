@@ -25,7 +25,7 @@ from gateway.crypto import CryptoError, KeyMaterialError
 from gateway.crypto.datakeys import DataKeys, KeyStatus, RewrapReport
 from gateway.crypto.keyring import Keyring, generate_kek
 from gateway.startup.audit_events import key_events, scope_user
-from gateway.store import StoreError, open_store
+from gateway.store import StoreError, describe_failure, open_store
 from gateway.store.base import Store
 
 _FAILED_ROWS_SHOWN = 20
@@ -72,7 +72,9 @@ def _run(args: argparse.Namespace, action: Action) -> int:
         return asyncio.run(main())
     except ValueError as exc:  # a bad scope, an unknown user: the message says which
         return fail(str(exc))
-    except (StoreError, CryptoError) as exc:
+    except StoreError as exc:
+        return fail(describe_failure(config.store.url, exc))
+    except CryptoError as exc:
         return fail(f"{type(exc).__name__}: {exc}")
 
 

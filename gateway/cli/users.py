@@ -26,7 +26,7 @@ from gateway.cli.common import EXIT_FAILED, EXIT_OK, fail, load, print_table
 from gateway.clock import SystemClock
 from gateway.crypto.datakeys import shred
 from gateway.startup.plugins import PluginLoadError, PluginStartError, open_plugins
-from gateway.store import StoreError, open_store
+from gateway.store import StoreError, describe_failure, open_store
 
 __all__ = ["register"]
 
@@ -63,7 +63,7 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
         except ValueError as exc:
             return fail(str(exc))
         except StoreError as exc:
-            return fail(f"store: {type(exc).__name__}")
+            return fail(describe_failure(config.store.url, exc))
         except (PluginLoadError, PluginStartError) as exc:
             return fail(str(exc))
 

@@ -21,7 +21,7 @@ from gateway.store.url import (
     parse_store_url,
 )
 
-__all__ = ["Store", "StoreError", "StoreUnavailable", "open_store"]
+__all__ = ["Store", "StoreError", "StoreUnavailable", "describe_failure", "open_store"]
 
 
 async def open_store(url: str, *, base_dir: Path, clock: Clock | None = None) -> Store:
@@ -52,3 +52,13 @@ async def open_store(url: str, *, base_dir: Path, clock: Clock | None = None) ->
             target.nodes, username=target.username, password=target.password
         )
     raise AssertionError(f"unhandled store target {type(target).__name__}")
+
+
+def describe_failure(url: str, exc: StoreError) -> str:
+    """What an operator reads when the store fails: which store (the URL without its password)
+    and why, e.g. `store at redis://***@db:6379/0 is unreachable: connection refused`."""
+    from gateway.store.url import redact_url
+
+    if isinstance(exc, StoreUnavailable):
+        return f"store at {redact_url(url)} is unreachable: {exc.cause}"
+    return f"store at {redact_url(url)} failed: {exc}"

@@ -22,7 +22,13 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """The backend cannot be reached or did not answer in time."""
+    """The backend cannot be reached or did not answer in time. `cause` says why in a few
+    fixed words an operator can act on ("connection refused", "timed out", "authentication
+    failed"...), never a value or a server's text."""
+
+    def __init__(self, message: str, *, cause: str = "not reachable") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class Store(Protocol):

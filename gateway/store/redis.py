@@ -38,6 +38,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
+    AuthenticationError,
     ClusterDownError,
     ClusterError,
     ConnectionError,
@@ -69,6 +70,29 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
 )
+
+def _cause(exc: BaseException) -> str:
+    """Why Redis was not reachable, in fixed words (redis-py's text is never passed on)."""
+    if isinstance(exc, AuthenticationError) or "AUTH" in type(exc).__name__.upper():
+        return "authentication failed (check the password or user in store.url)"
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return "timed out"
+    seen: BaseException | None = exc
+    while seen is not None:
+        errno = getattr(seen, "errno", None)
+        if errno == 111 or "refused" in str(seen).lower():
+            return "connection refused (is redis-server running on that host and port?)"
+        if errno in (-2, -3, -5) or "name or service not known" in str(seen).lower():
+            return "host name not found"
+        if "timeout" in str(seen).lower() or "timed out" in str(seen).lower():
+            return "timed out"
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(exc, ClusterDownError | ClusterError | RedisClusterException):
+        return "the cluster is down or not reachable"
+    if isinstance(exc, ReadOnlyError):
+        return "the server is a read-only replica (failover in progress?)"
+    return f"not reachable ({type(exc).__name__})"
+
 
 _INCR = """
 local v = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -194,7 +218,9 @@ class RedisStore:
             return await call
         except _UNAVAILABLE as exc:
             # The class name says what happened; redis-py's text may quote the command.
-            raise StoreUnavailable(f"redis {op} failed: {type(exc).__name__}") from None
+            raise StoreUnavailable(
+                f"redis {op} failed: {type(exc).__name__}", cause=_cause(exc)
+            ) from None
         except RedisError as exc:
             raise StoreError(f"redis {op} failed: {type(exc).__name__}") from None
         finally:

@@ -112,11 +112,17 @@ class SQLiteStore:
 
     # -- plumbing ------------------------------------------------------------------------------
     def _connect(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # Create the file ourselves so it is never world-readable, even for an instant.
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        os.chmod(self.path, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Create the file ourselves so it is never world-readable, even for an instant.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+            os.chmod(self.path, 0o600)
+        except OSError as exc:
+            raise StoreUnavailable(
+                "sqlite open failed: OSError",
+                cause=f"the database file cannot be created or opened ({exc.strerror})",
+            ) from None
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
         try:
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
@@ -152,7 +158,8 @@ class SQLiteStore:
             return await loop.run_in_executor(self._executor, fn)
         except sqlite3.OperationalError as exc:
             # Locked past the busy timeout, disk full, I/O error, file gone: not reachable.
-            raise StoreUnavailable(f"sqlite {op} failed: {_errname(exc)}") from None
+            name = _errname(exc)
+            raise StoreUnavailable(f"sqlite {op} failed: {name}", cause=_cause(name)) from None
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite {op} failed: {_errname(exc)}") from None
 
@@ -465,3 +472,22 @@ def _live_value(db: sqlite3.Connection, kind: str, key: str, now: float) -> byte
 def _errname(exc: sqlite3.Error) -> str:
     # sqlite_errorname ("SQLITE_BUSY") never carries data; str(exc) might quote SQL.
     return getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+
+
+_CAUSES = {
+    "SQLITE_BUSY": "locked by another process past the busy timeout",
+    "SQLITE_LOCKED": "locked by another process past the busy timeout",
+    "SQLITE_CANTOPEN": "the database file cannot be opened (missing folder or permissions?)",
+    "SQLITE_READONLY": "the database file is read-only",
+    "SQLITE_FULL": "the disk is full",
+    "SQLITE_IOERR": "an I/O error",
+    "SQLITE_CORRUPT": "the database file is corrupt",
+    "SQLITE_NOTADB": "the file is not a SQLite database",
+}
+
+
+def _cause(errname: str) -> str:
+    for prefix, cause in _CAUSES.items():
+        if errname.startswith(prefix):
+            return cause
+    return f"not usable ({errname})"
