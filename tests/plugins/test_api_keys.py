@@ -180,7 +180,8 @@ def test_the_apikeys_verb_exists_only_with_the_plugin(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["apikeys", "list", "-c", str(tmp_path / "gateway.yaml")])
     # A usage error: exit 1 (exit 2 is for missing or malformed key material).
-    assert info.value.code == 1 and "invalid choice: 'apikeys'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and "add `- use: plugins.api_keys` under `plugins:`" in err
 
 
 async def test_with_a_session_the_key_is_ignored_and_still_stripped(cli, keyed, recorder):
