@@ -147,3 +147,16 @@ def test_every_gateway_command_in_the_docs_exists(doc: Path, tmp_path: Path) -> 
         assert verb in verbs, f"{doc.name}: gateway {verb}"
         if verbs[verb] is not None and sub:
             assert sub in verbs[verb], f"{doc.name}: gateway {verb} {sub}"
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("Set up and run the tests from a fresh clone", 1)[1]
+    command = block.split("```sh\n", 1)[1].split("\n```", 1)[0].strip()
+    assert "\n" not in command and command.startswith("python3 -m pip install")
+    last = [
+        line
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ][-1]
+    assert last == command
