@@ -15,6 +15,7 @@ says it came from elsewhere:
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from gateway.edge.state import Gateway
@@ -38,6 +39,12 @@ def _origin(value: str) -> str | None:
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
         return None
     return f"{parts.scheme}://{parts.hostname.lower()}:{port or _DEFAULT_PORTS[parts.scheme]}"
+
+
+@lru_cache(maxsize=8)
+def _allowed(origins: tuple[str, ...]) -> frozenset[str]:
+    """The configured origins in `_origin`'s form, worked out once per config, not per request."""
+    return frozenset(filter(None, map(_origin, origins)))
 
 
 def verdict(
@@ -72,7 +79,7 @@ async def check_cross_site(ex: Exchange, gw: Gateway) -> None:
         return
     headers = ex.request.headers
     own = _origin(f"{ex.view.proto}://{ex.view.host}") or ""
-    allowed = frozenset(filter(None, map(_origin, gw.config.cross_site.allowed_origins)))
+    allowed = _allowed(gw.config.cross_site.allowed_origins)
     reason = verdict(
         ex.request.method, headers.get("Sec-Fetch-Site"), headers.get("Origin"), own, allowed
     )

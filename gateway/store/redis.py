@@ -71,9 +71,10 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
 )
 
+
 def _cause(exc: BaseException) -> str:
     """Why Redis was not reachable, in fixed words (redis-py's text is never passed on)."""
-    if isinstance(exc, AuthenticationError) or "AUTH" in type(exc).__name__.upper():
+    if isinstance(exc, AuthenticationError):
         return "authentication failed (check the password or user in store.url)"
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return "timed out"
