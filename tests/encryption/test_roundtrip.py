@@ -48,7 +48,11 @@ async def test_html_escaped_plaintext(egw: AuthGw, store_upstream: Store) -> Non
 
 
 async def test_json_fields_sealed_and_read_back(egw: AuthGw, store_upstream: Store) -> None:
-    doc = {"note": 'say "hi"\n' + SECRET, "items": [{"text": "first item"}, {"text": "second item"}], "n": 3}
+    doc = {
+        "note": 'say "hi"\n' + SECRET,
+        "items": [{"text": "first item"}, {"text": "second item"}],
+        "n": 3,
+    }
     async with egw.client() as s:
         await egw.login(s, "alice")
         async with s.post(egw.url + "/json/j1", json=doc) as r:
