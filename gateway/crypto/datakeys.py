@@ -207,10 +207,27 @@ class DataKeys:
     async def all_keys(self, scope: str) -> dict[int, bytes]:
         """Every version's key (for response decryption); empty if the scope has none."""
         check_scope(scope)
-        return {
+        keys = {
             version: self._cache_get(scope, version) or self._unwrap(record, scope, version)
             for version, record in (await self._rows(scope)).items()
         }
+        if keys:
+            self._set_active(scope, max(keys))  # the scan saw which version is active
+        return keys
+
+    def cached_keys(self, scope: str, depth: int = 8) -> dict[int, bytes]:
+        """The keys of `scope` this instance holds in its cache, fresh, by version: the active
+        one and up to `depth - 1` below it. No I/O; empty when the active version is not
+        cached (the caller then reads the store). A version missing here may still exist."""
+        hit = self._active.get(scope)
+        if hit is None or hit[1] <= self._clock.now():
+            return {}
+        keys = {}
+        for version in range(hit[0], max(0, hit[0] - depth), -1):
+            key = self._cache_get(scope, version)
+            if key is not None:
+                keys[version] = key
+        return keys
 
     async def rotate(self, scope: str) -> int:
         """Create the next version, which becomes active; returns it."""

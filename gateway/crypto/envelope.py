@@ -100,8 +100,11 @@ def _derive(
     return okm[:32], okm[32:]
 
 
+_INDEX = struct.Struct(">IB")  # segment index, last flag: the nonce after its 7-byte prefix
+
+
 def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
-    return prefix + struct.pack(">IB", index, 1 if last else 0)
+    return prefix + _INDEX.pack(index, 1 if last else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +163,68 @@ def parse_header(data: bytes | bytearray | memoryview) -> EnvelopeHeader | None:
     )
 
 
+class _Segments:
+    """Cuts a byte stream into units of `size` bytes, holding back the last one seen (which
+    may still be the final unit) until more bytes follow it.
+
+    The held-back bytes (less than one unit, or one whole unit) are kept by reference when the
+    caller handed in immutable `bytes`, and copied otherwise: a body read from the network is
+    then never copied just to be cut up, only the few bytes that complete a unit across a
+    chunk boundary are."""
+
+    __slots__ = ("_held", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._held: memoryview | bytearray = bytearray()
+
+    @property
+    def held(self) -> memoryview | bytearray:
+        return self._held
+
+    def clear(self) -> None:
+        self._held = bytearray()
+
+    def _hold(self, view: memoryview) -> None:
+        if not self._held and isinstance(view.obj, bytes):
+            self._held = view  # SECURITY: only immutable bytes are kept by reference
+        elif isinstance(self._held, bytearray):
+            self._held += view  # ours alone: no view of it is handed out while held
+        else:
+            held = bytearray(self._held)
+            held += view
+            self._held = held
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> list[memoryview]:
+        """The units completed by `chunk` that are known not to be the final one."""
+        view = memoryview(chunk).cast("B")
+        size = self._size
+        held = self._held
+        count = max(0, (len(held) + len(view) - 1) // size)
+        if count == 0:
+            if view:
+                self._hold(view)
+            return []
+        units: list[memoryview] = []
+        if held:
+            need = size - len(held)
+            # The one copy: a unit that spans chunks is made whole (in place when the held
+            # bytes are already our own copy, else in one allocation).
+            if need and isinstance(held, bytearray):
+                held += view[:need]
+            elif need:
+                held = b"".join((held, view[:need]))
+            units.append(memoryview(held))
+            view = view[need:]
+            count -= 1
+        units.extend(view[i * size : (i + 1) * size] for i in range(count))
+        self._held = bytearray()
+        rest = view[count * size :]
+        if rest:
+            self._hold(rest)
+        return units
+
+
 class EnvelopeEncryptor:
     """Incremental encryption of one body. Write `header()` first, then every `update()`
     output, then `finish()`. Holds at most one segment of plaintext."""
@@ -194,45 +259,30 @@ class EnvelopeEncryptor:
         self._aead = AESGCM(key)
         self._prefix = prefix
         self._seg = segment_size
-        self._buf = bytearray()
+        # A full segment is sealed only once more data follows it: it is then not the last.
+        self._segments = _Segments(segment_size)
         self._index = 0
         self._done = False
 
     def header(self) -> bytes:
         return self._header
 
-    def _seal_into(self, data: bytes | bytearray | memoryview, out: memoryview) -> None:
-        if self._index >= _MAX_SEGMENTS:
-            raise ValueError("envelope too large for one message")
-        nonce = _nonce(self._prefix, self._index, False)
-        self._index += 1
-        self._aead.encrypt_into(nonce, data, self._header, out)
-
     def update(self, chunk: bytes | bytearray | memoryview) -> bytearray:
         """Ciphertext of every segment known not to be the last one (possibly empty)."""
         if self._done:
             raise ValueError("encryptor already finished")
-        view = memoryview(chunk).cast("B")
-        seg = self._seg
-        # A full segment is sealed only once more data follows it: it is then not the last.
-        count = max(0, (len(self._buf) + len(view) - 1) // seg)
-        if count == 0:
-            self._buf += view
+        units = self._segments.feed(chunk)
+        if not units:
             return bytearray()
-        out = bytearray(count * (seg + TAG_SIZE))
+        if self._index + len(units) >= _MAX_SEGMENTS:
+            raise ValueError("envelope too large for one message")
+        step = self._seg + TAG_SIZE
+        out = bytearray(len(units) * step)
         slots = memoryview(out)
-        if self._buf:
-            need = seg - len(self._buf)
-            self._buf += view[:need]
-            view = view[need:]
-            self._seal_into(self._buf, slots[: seg + TAG_SIZE])
-            slots = slots[seg + TAG_SIZE :]
-            self._buf.clear()
-        while slots:
-            self._seal_into(view[:seg], slots[: seg + TAG_SIZE])
-            slots = slots[seg + TAG_SIZE :]
-            view = view[seg:]
-        self._buf += view
+        seal, prefix, aad, index = self._aead.encrypt_into, self._prefix, self._header, self._index
+        for i, unit in enumerate(units):
+            seal(prefix + _INDEX.pack(index + i, 0), unit, aad, slots[i * step : (i + 1) * step])
+        self._index = index + len(units)
         return out
 
     def finish(self) -> bytes:
@@ -242,9 +292,10 @@ class EnvelopeEncryptor:
         self._done = True
         if self._index >= _MAX_SEGMENTS:
             raise ValueError("envelope too large for one message")
-        out = self._aead.encrypt(_nonce(self._prefix, self._index, True), self._buf, self._header)
+        last = self._segments.held
+        out = self._aead.encrypt(_nonce(self._prefix, self._index, True), last, self._header)
         self._index += 1
-        self._buf.clear()
+        self._segments.clear()
         return out
 
 
@@ -269,7 +320,8 @@ class EnvelopeDecryptor:
         self._aad = header.raw
         self._prefix = header.nonce_prefix
         self._ct_seg = header.segment_size + TAG_SIZE
-        self._buf = bytearray()
+        # A full-size segment may still be the last one until more bytes follow it.
+        self._segments = _Segments(self._ct_seg)
         self._index = 0
         self._done = False
         self._failed = False
@@ -280,18 +332,6 @@ class EnvelopeDecryptor:
         """How many segments authenticated so far (the header is authentic once >= 1)."""
         return self._index
 
-    def _open_into(
-        self, data: bytes | bytearray | memoryview, last: bool, out: memoryview | bytearray
-    ) -> None:
-        if self._index >= _MAX_SEGMENTS:
-            raise DecryptError()
-        nonce = _nonce(self._prefix, self._index, last)
-        try:
-            self._aead.decrypt_into(nonce, data, self._aad, out)
-        except InvalidTag:
-            raise DecryptError() from None
-        self._index += 1
-
     def _check(self) -> None:
         if self._failed or self._done:
             raise DecryptError()
@@ -300,31 +340,34 @@ class EnvelopeDecryptor:
         """Plaintext of the segments completed by `chunk` whose tags verified."""
         self._check()
         self._failed = True
-        view = memoryview(chunk).cast("B")
-        seg = self._ct_seg
-        plain = seg - TAG_SIZE
-        # A full-size segment may still be the last one until more bytes follow it.
-        count = max(0, (len(self._buf) + len(view) - 1) // seg)
-        if count == 0:
-            self._buf += view
+        units = self._segments.feed(chunk)
+        if not units:
             self._failed = False
             return bytearray()
+        if self._index + len(units) >= _MAX_SEGMENTS:
+            raise DecryptError()
+        plain = self._ct_seg - TAG_SIZE
         # Unverified plaintext may land in `out`, but `out` is only returned once every
         # segment in it verified; on failure it is dropped with the exception.
-        out = bytearray(count * plain)
+        out = bytearray(len(units) * plain)
         slots = memoryview(out)
-        if self._buf:
-            need = seg - len(self._buf)
-            self._buf += view[:need]
-            view = view[need:]
-            self._open_into(self._buf, False, slots[:plain])
-            slots = slots[plain:]
-            self._buf.clear()
-        while slots:
-            self._open_into(view[:seg], False, slots[:plain])
-            slots = slots[plain:]
-            view = view[seg:]
-        self._buf += view
+        open_into, prefix, aad, index = (
+            self._aead.decrypt_into,
+            self._prefix,
+            self._aad,
+            self._index,
+        )
+        try:
+            for i, unit in enumerate(units):
+                open_into(
+                    prefix + _INDEX.pack(index + i, 0),
+                    unit,
+                    aad,
+                    slots[i * plain : (i + 1) * plain],
+                )
+        except InvalidTag:
+            raise DecryptError() from None
+        self._index = index + len(units)
         self._failed = False
         return out
 
@@ -332,12 +375,19 @@ class EnvelopeDecryptor:
         """Plaintext of the last segment; DecryptError if it is missing or does not verify."""
         self._check()
         self._failed = True
+        last = self._segments.held
         # An empty last segment is only valid as the sole segment (empty body).
-        if len(self._buf) < TAG_SIZE or (len(self._buf) == TAG_SIZE and self._index > 0):
+        if len(last) < TAG_SIZE or (len(last) == TAG_SIZE and self._index > 0):
             raise DecryptError()
-        out = bytearray(len(self._buf) - TAG_SIZE)
-        self._open_into(self._buf, True, out)
-        self._buf.clear()
+        if self._index >= _MAX_SEGMENTS:
+            raise DecryptError()
+        out = bytearray(len(last) - TAG_SIZE)
+        try:
+            self._aead.decrypt_into(_nonce(self._prefix, self._index, True), last, self._aad, out)
+        except InvalidTag:
+            raise DecryptError() from None
+        self._index += 1
+        self._segments.clear()
         self._failed = False
         self._done = True
         return out

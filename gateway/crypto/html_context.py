@@ -21,7 +21,7 @@ import html
 import re
 from collections.abc import Callable
 
-__all__ = ["ALLOWED_ATTRIBUTES", "HtmlContext", "escape_html_unquoted"]
+__all__ = ["ALLOWED_ATTRIBUTES", "BACKLOG_LIMIT", "HtmlContext", "escape_html_unquoted"]
 
 # Attributes whose value a browser shows as text or submits as a form value, never fetches or
 # runs. Not data-*: scripts read those as URLs (lazy-loading data-src, data-href, data-url).
@@ -49,6 +49,8 @@ _DANGLING = re.compile(rb"[<>\n\r]")
 _QUOTED_LITERALS = re.compile(rb"\"[^\"]*\"|'[^']*'")
 _UNQUOTED_SPECIAL = re.compile(r"[\x00-\x2c/\x3a-\x40\x5b-\x5e`\x7b-\x7f]")
 _NAME_CAP = 32
+# The most fed bytes an HtmlContext keeps unparsed (references to bytes already sent on).
+BACKLOG_LIMIT = 128 * 1024
 # Fast path for the common, unambiguous tag: letters/digits for names, attributes separated by
 # whitespace, values double-quoted. The tokenizer reads it exactly so; anything else takes the
 # state-by-state path.
@@ -59,12 +61,18 @@ _SIMPLE_TAG = re.compile(rb"<(/?)([A-Za-z][A-Za-z0-9]{0,15})" + _SIMPLE_ATTRS)
 _SPECIAL = (
     rb"(?i:script|style|textarea|title|xmp|iframe|noembed|noframes|noscript|plaintext|svg|math)"
 )
+# The same language written with possessive quantifiers and an atomic group: each piece can
+# only be read one way (a name or value run is followed by a byte it cannot contain), so
+# giving back is never needed, and the engine then keeps no backtracking state per tag.
+_SIMPLE_ATTRS_ATOMIC = (
+    rb'(?>(?:[\t\n\f\r ]++[A-Za-z][A-Za-z0-9_-]{0,31}+(?:="[^"]*+")?)*+[\t\n\f\r ]*+)>'
+)
 _TEXT_RUN = re.compile(
-    rb"(?:[^<]*<(?:/|(?!"
+    rb"(?:[^<]*+<(?:/|(?!"
     + _SPECIAL
-    + rb"[\t\n\f\r >]))[A-Za-z][A-Za-z0-9]{0,15}"
-    + _SIMPLE_ATTRS
-    + rb")*[^<]*"
+    + rb"[\t\n\f\r >]))[A-Za-z][A-Za-z0-9]{0,15}+"
+    + _SIMPLE_ATTRS_ATOMIC
+    + rb")*+[^<]*+"
 )
 
 (
@@ -95,8 +103,17 @@ _TEXT_RUN = re.compile(
 _INERT_FOR_TOKENS = frozenset({DATA, RCDATA, RAWTEXT, DQ_VALUE, SQ_VALUE, UNQ_VALUE})
 
 
+_HTML_SPECIAL = re.compile(rb"[&<>\"'\x80-\xff]")
+
+
 def escape_html(plaintext: bytes) -> bytes:
     """HTML text and quoted-attribute safe: & < > " ' escaped."""
+    if not _HTML_SPECIAL.search(plaintext):
+        return bytes(plaintext)  # nothing to escape (and ASCII, so valid UTF-8)
+    if plaintext.isascii():
+        # html.escape's replacements, on the bytes (ASCII: the same characters).
+        out = bytes(plaintext).replace(b"&", b"&amp;").replace(b"<", b"&lt;")
+        return out.replace(b">", b"&gt;").replace(b'"', b"&quot;").replace(b"'", b"&#x27;")
     text = plaintext.decode("utf-8", errors="replace")
     return html.escape(text, quote=True).encode("utf-8")
 
@@ -130,13 +147,27 @@ class HtmlContext:
         self._raw_end: re.Pattern[bytes] | None = None
         self._raw_name = b""
         self._started = False
-        self.sticky = False
+        self._sticky = False
+        # Bytes fed but not parsed yet: parsing waits until an answer is asked for (a token
+        # showed up) or this much is waiting, so a page without tokens costs no parsing
+        # while a page with tokens is parsed exactly as if every byte had been fed at once.
+        self._backlog: list[bytes] = []
+        self._backlog_size = 0
+
+    @property
+    def sticky(self) -> bool:
+        """Nothing more opens in this response (parsing could differ from a browser's)."""
+        self._catch_up()
+        return self._sticky
 
     def refuse_all(self) -> None:
-        self.sticky = True
+        self._sticky = True
+        self._backlog.clear()
+        self._backlog_size = 0
 
     def escaper(self) -> Callable[[bytes], bytes] | None:
-        if self.sticky or self._buf:
+        self._catch_up()
+        if self._sticky or self._buf:
             return None
         state = self._state
         if state in (DATA, RCDATA):
@@ -156,15 +187,36 @@ class HtmlContext:
 
     def feed_token(self, token: bytes) -> None:
         """Feed a token's own bytes: `[A-Za-z0-9_.-]` change nothing in text or inside a value."""
+        if self._backlog:
+            self.feed(token)  # the same bytes as any others, only parsed later
+            return
         if self._started and not self._buf and self._state in _INERT_FOR_TOKENS:
             return
         self.feed(token)
 
     def feed(self, data: bytes) -> None:
-        if self.sticky or not data:
+        """Take the next bytes of the response (parsed when an answer is next asked for)."""
+        if self._sticky or not data:
+            return
+        self._backlog.append(bytes(data))  # a copy only if the caller's buffer could change
+        self._backlog_size += len(data)
+        if self._backlog_size >= BACKLOG_LIMIT:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        if not self._backlog:
+            return
+        backlog = self._backlog
+        data = backlog[0] if len(backlog) == 1 else b"".join(backlog)
+        self._backlog = []
+        self._backlog_size = 0
+        self._parse(data)
+
+    def _parse(self, data: bytes) -> None:
+        if self._sticky:
             return
         if b"\x1b" in data:
-            self.sticky = True  # ISO-2022-JP escapes can hide quotes and brackets
+            self._sticky = True  # ISO-2022-JP escapes can hide quotes and brackets
             return
         buf = self._buf + data if self._buf else data
         self._buf = b""
@@ -174,10 +226,10 @@ class HtmlContext:
                 return
             self._started = True
             if buf[:2] in (b"\xff\xfe", b"\xfe\xff"):
-                self.sticky = True  # UTF-16: these bytes are not the characters a browser sees
+                self._sticky = True  # UTF-16: these bytes are not the characters a browser sees
                 return
         i, n = 0, len(buf)
-        while i < n and not self.sticky:
+        while i < n and not self._sticky:
             i = self._step(buf, i, n)
             if i < 0:  # needs more bytes: keep the unfinished rest
                 break
@@ -215,7 +267,7 @@ class HtmlContext:
                     if len(head) < 4 and i + 1 + len(head) == n:
                         return self._keep(buf, i)
                     if head[:3] != b"xml" or head[3:] not in (b" ", b"\t", b"\n", b"\r"):
-                        self.sticky = True
+                        self._sticky = True
                 self._until_end(b"?>" if self._xml else b">")
                 return i + 1
             self._state = DATA  # a lone "<" is text
@@ -366,7 +418,7 @@ class HtmlContext:
         self._dtd += text
         rest = _QUOTED_LITERALS.sub(b"", self._dtd)
         if b"[" in rest or (done and (b'"' in rest or b"'" in rest)):
-            self.sticky = True
+            self._sticky = True
         if done:
             self._dtd = b""
 
@@ -435,10 +487,10 @@ class HtmlContext:
         name = self._tag
         if self._xml:
             if name.rpartition(b":")[2] in _STICKY_XML:
-                self.sticky = True
+                self._sticky = True
             return
         if name in _STICKY_HTML:
-            self.sticky = True
+            self._sticky = True
         elif name == b"script":
             self._state = SCRIPT
         elif name in _RAWTEXT or name in _RCDATA:

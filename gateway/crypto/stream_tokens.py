@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from gateway.crypto.errors import DecryptError
 from gateway.crypto.html_context import HtmlContext, escape_html
-from gateway.crypto.token import MAX_TOKEN_LEN, TOKEN_PREFIX, TOKEN_RE_BYTES
+from gateway.crypto.token import MAX_TOKEN_LEN, MIN_TOKEN_LEN, TOKEN_PREFIX, KeyNeeded
 
 __all__ = [
     "ReplaceCounts",
@@ -43,8 +43,14 @@ _JSON_EXTRA = {
 }
 
 
+# ASCII that json.dumps leaves as it is and _JSON_EXTRA does not touch.
+_JSON_SPECIAL = re.compile(rb'[\x00-\x1f"\\<>&\x80-\xff]')
+
+
 def escape_json_string(plaintext: bytes) -> bytes:
     """The inside of a JSON string; also safe when the JSON is embedded in HTML <script>."""
+    if not _JSON_SPECIAL.search(plaintext):
+        return bytes(plaintext)  # nothing to escape (and ASCII, so valid UTF-8)
     text = plaintext.decode("utf-8", errors="replace")
     return json.dumps(text, ensure_ascii=False)[1:-1].translate(_JSON_EXTRA).encode("utf-8")
 
@@ -111,7 +117,11 @@ class TokenReplacer:
 
     `open_token(token)` returns the plaintext, None when the token is not this user's to open
     (foreign), or raises DecryptError when it fails authentication (invalid). Other exceptions
-    (a store outage) propagate so the caller fails closed.
+    (a store outage) propagate so the caller fails closed. It may raise KeyNeeded (a
+    TokenOpener whose key for that version is not loaded yet): the replacer then stops right
+    before that token, holds it back, returns what precedes it and sets `wanted` to the
+    version; the caller loads the key and calls the same method again (`feed(b"")` or
+    `finish()`), which resumes at that token.
 
     With a `context` (HTML), every upstream byte is fed to it in order and a token is opened
     only where the context gives an escaper; elsewhere it stays as it is (refused_context).
@@ -119,7 +129,7 @@ class TokenReplacer:
 
     def __init__(
         self,
-        open_token: Callable[[str], bytes | None],
+        open_token: Callable[[bytes], bytes | None],
         escape: Callable[[bytes], bytes],
         context: HtmlContext | None = None,
     ) -> None:
@@ -131,13 +141,16 @@ class TokenReplacer:
         # the next chunk is still that run, not a place where a token can start.
         self._in_run = False
         self.counts = ReplaceCounts()
+        self.wanted: int | None = None
 
     @property
     def held_back(self) -> int:
         return len(self._pending)
 
     def _replacement(self, candidate: bytes) -> bytes:
-        if not TOKEN_RE_BYTES.fullmatch(candidate):
+        # A candidate is the prefix and a maximal run of the token alphabet: it is a token
+        # (TOKEN_RE_BYTES) exactly when its length is within the bounds.
+        if not MIN_TOKEN_LEN <= len(candidate) <= MAX_TOKEN_LEN:
             return candidate
         escape = self._escape
         if self._context is not None:
@@ -148,7 +161,7 @@ class TokenReplacer:
                 self.counts.refused_context += 1
                 return candidate
         try:
-            plaintext = self._open(candidate.decode("ascii"))
+            plaintext = self._open(candidate)
         except DecryptError:
             self.counts.invalid += 1
             return candidate
@@ -180,9 +193,16 @@ class TokenReplacer:
                 self._pending = data[start:]
                 return b"".join(out)
             self._emit(out, data[pos:start])
-            out.append(self._replacement(match.group()))
+            candidate = match.group()
+            try:
+                out.append(self._replacement(candidate))
+            except KeyNeeded as need:
+                # Nothing about this token was counted or fed yet: resume right here.
+                self.wanted = need.version
+                self._pending = data[start:]
+                return b"".join(out)
             if self._context is not None:
-                self._context.feed_token(match.group())
+                self._context.feed_token(candidate)
             pos = end
             if end == len(data) and not final:
                 self._in_run = True
@@ -199,9 +219,12 @@ class TokenReplacer:
         return b"".join(out)
 
     def feed(self, chunk: bytes) -> bytes:
+        self.wanted = None
         data = self._pending + chunk if self._pending else bytes(chunk)
+        self._pending = b""
         return self._process(data, final=False)
 
     def finish(self) -> bytes:
+        self.wanted = None
         data, self._pending = self._pending, b""
         return self._process(data, final=True)

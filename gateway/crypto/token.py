@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from gateway.crypto.errors import DecryptError
 
 __all__ = [
+    "KeyNeeded",
     "MAX_FIELD_PLAINTEXT",
     "MAX_TOKEN_LEN",
     "MIN_TOKEN_LEN",
@@ -38,6 +39,7 @@ __all__ = [
     "TOKEN_PREFIX",
     "TOKEN_RE",
     "TOKEN_RE_BYTES",
+    "TokenOpener",
     "make_opener",
     "open_field",
     "seal_field",
@@ -53,6 +55,14 @@ _KID_SIZE = 4
 _HEAD = struct.Struct(f">BI{_KID_SIZE}s")
 _OVERHEAD = _HEAD.size + _NONCE_SIZE + _TAG_SIZE
 _LABEL = b"portcullis/token/v1\x00"
+
+
+_PREFIX = TOKEN_PREFIX.encode("ascii")
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
+_B64_VALUE = bytes(_ALPHABET.find(bytes([c])) & 0xFF for c in range(256))
+_UNUSED_BITS = {0: 0, 2: 0x0F, 3: 0x03}  # by len % 4: bits of the last character left over
+_PAD = {0: b"", 2: b"==", 3: b"="}
 
 
 def _b64_len(n: int) -> int:
@@ -102,18 +112,24 @@ def seal_field(
 
 def _decode(token: str | bytes) -> bytes:
     raw = token.encode("ascii", errors="replace") if isinstance(token, str) else bytes(token)
-    if not MIN_TOKEN_LEN <= len(raw) <= MAX_TOKEN_LEN or not TOKEN_RE_BYTES.fullmatch(raw):
+    # What TOKEN_RE_BYTES.fullmatch checks, without the regex engine: the length bounds, the
+    # prefix and nothing but the token alphabet after it.
+    if (
+        not MIN_TOKEN_LEN <= len(raw) <= MAX_TOKEN_LEN
+        or not raw.startswith(_PREFIX)
+        or raw[len(_PREFIX) :].translate(None, _ALPHABET)
+    ):
         raise DecryptError()
-    body = raw[len(TOKEN_PREFIX) :]
-    if len(body) % 4 == 1:
+    body = raw[len(_PREFIX) :]
+    extra = len(body) % 4
+    # Canonical encoding only: the unused low bits of the last character must be zero (no two
+    # spellings of one token).
+    if extra == 1 or _B64_VALUE[body[-1]] & _UNUSED_BITS[extra]:
         raise DecryptError()
     try:
-        payload = base64.urlsafe_b64decode(body + b"=" * (-len(body) % 4))
+        payload = binascii.a2b_base64(body.translate(_URLSAFE_TO_STD) + _PAD[extra])
     except (binascii.Error, ValueError):
         raise DecryptError() from None
-    # Canonical encoding only: unused trailing bits must be zero (no two spellings of one token).
-    if base64.urlsafe_b64encode(payload).rstrip(b"=") != body:
-        raise DecryptError()
     if len(payload) < _OVERHEAD or payload[0] != TOKEN_FORMAT:
         raise DecryptError()
     return payload
@@ -128,23 +144,27 @@ def token_key_version(token: str | bytes) -> int:
 class _TokenKey:
     """The derived AEAD and key id of one (data key, scope, version)."""
 
-    __slots__ = ("aead", "binding", "kid", "version")
+    __slots__ = ("aad", "aead", "binding", "kid", "version", "_version_bytes")
 
     def __init__(self, data_key: bytes, scope: str, version: int) -> None:
         self.version = version
         self.binding = _binding(scope, version)
         self.aead, self.kid = _derive(data_key, self.binding)
+        self._version_bytes = struct.pack(">I", version)
+        # The associated data of every token this key opens: binding || format, version, kid.
+        self.aad = self.binding + _HEAD.pack(TOKEN_FORMAT, version, self.kid)
 
     def open(self, payload: bytes) -> bytes | None:
         """Plaintext; None if the token is for another key; DecryptError if tampered."""
-        _, token_version, token_kid = _HEAD.unpack_from(payload)
-        if token_version != self.version or not hmac.compare_digest(self.kid, token_kid):
+        # payload[0] (the format) was checked by _decode; then version (4) and key id (4).
+        if payload[1:5] != self._version_bytes or not hmac.compare_digest(self.kid, payload[5:9]):
             return None
-        head = payload[: _HEAD.size]
-        nonce = payload[_HEAD.size : _HEAD.size + _NONCE_SIZE]
+        view = memoryview(payload)
         try:
             return self.aead.decrypt(
-                nonce, payload[_HEAD.size + _NONCE_SIZE :], self.binding + head
+                view[_HEAD.size : _HEAD.size + _NONCE_SIZE],
+                view[_HEAD.size + _NONCE_SIZE :],
+                self.aad,
             )
         except InvalidTag:
             raise DecryptError() from None
@@ -160,13 +180,61 @@ def open_field(data_key: bytes, scope: str, version: int, token: str | bytes) ->
     return plaintext
 
 
-def make_opener(scope: str, keys: Mapping[int, bytes]) -> Callable[[str], bytes | None]:
+class KeyNeeded(Exception):  # noqa: N818 - a request for a key, not a failure
+    """A TokenOpener holds no key (and no answer) for this version yet: load it and retry."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__("token key version not loaded")
+        self.version = version
+
+
+class TokenOpener:
+    """An `open_token` for TokenReplacer over one scope whose data keys are loaded on demand,
+    one version at a time, by the caller (who can await the store): a token of a version not
+    loaded raises KeyNeeded(version) before anything is counted; `load(version, key)` answers
+    it (None: the scope has no such key, its tokens are foreign). Kept for one response only,
+    so keys never pass between users or requests here."""
+
+    __slots__ = ("_keys", "_scope", "opened_bytes")
+
+    def __init__(self, scope: str) -> None:
+        self._scope = scope
+        self._keys: dict[int, _TokenKey | None] = {}
+        self.opened_bytes = 0  # plaintext bytes of the tokens opened (for the byte counter)
+
+    @property
+    def loaded(self) -> int:
+        """How many versions were answered (with a key or with None)."""
+        return len(self._keys)
+
+    def load(self, version: int, data_key: bytes | None) -> None:
+        if data_key is None or len(data_key) != 32:
+            self._keys[version] = None
+        else:
+            self._keys[version] = _TokenKey(data_key, self._scope, version)
+
+    def __call__(self, token: str | bytes) -> bytes | None:
+        payload = _decode(token)
+        version: int = _HEAD.unpack_from(payload)[1]
+        try:
+            token_key = self._keys[version]
+        except KeyError:
+            raise KeyNeeded(version) from None
+        if token_key is None:
+            return None
+        plaintext = token_key.open(payload)
+        if plaintext is not None:
+            self.opened_bytes += len(plaintext)
+        return plaintext
+
+
+def make_opener(scope: str, keys: Mapping[int, bytes]) -> Callable[[str | bytes], bytes | None]:
     """An `open_token` for TokenReplacer over one scope's data keys by version: plaintext,
     None for a token sealed under another key (foreign), DecryptError when tampered.
     Derived keys are kept for the opener's life (one response), not beyond."""
     derived: dict[int, _TokenKey] = {}
 
-    def open_token(token: str) -> bytes | None:
+    def open_token(token: str | bytes) -> bytes | None:
         payload = _decode(token)
         version: int = _HEAD.unpack_from(payload)[1]
         token_key = derived.get(version)

@@ -24,10 +24,13 @@ from yarl import URL
 from gateway.http.errors import BadGateway, GatewayError, GatewayTimeout, PayloadTooLarge
 from gateway.metrics import UPSTREAM_DURATION, UPSTREAM_ERRORS, UPSTREAM_UP
 
-__all__ = ["BodyFilter", "UpstreamClient", "limited_body"]
+__all__ = ["BodyFilter", "UpstreamClient", "body_blocks", "limited_body"]
 
-log = logging.getLogger("gateway.edge.proxy")
-CHUNK = 64 * 1024
+log = logging.getLogger("gateway.proxy")
+# The upstream response's read buffer: reading pauses past twice this much unread (aiohttp's
+# high-water mark), so a relay moves 256 KiB blocks with few pause/resume round trips while a
+# slow client still holds at most ~512 KiB per response here.
+READ_BUFFER = 256 * 1024
 _WS_CLIENT_HEADERS = frozenset(
     {
         "sec-websocket-key",
@@ -50,11 +53,27 @@ class BodyFilter(Protocol):
 
     def stream(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]: ...
 
+    # Once the upstream's whole body is in, output up to this many bytes is gathered and sent
+    # with a Content-Length (0: never; the output streams as the filter yields it).
+    gather_limit: int
+
+
+async def body_blocks(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """A body as the HTTP parser handed it over, one buffered block at a time, never copied:
+    `iter_chunked(n)` slices and joins blocks to size them, `iter_any()` joins every block
+    buffered at the time. A block is at most one socket read (the parser's input)."""
+    while True:
+        data, end_of_http_chunk = await content.readchunk()
+        if data:
+            yield data
+        elif not end_of_http_chunk:  # (b"", False) is the end of the body
+            return
+
 
 async def limited_body(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
-    """Yield the request body chunk by chunk; stop with PayloadTooLarge past `limit` bytes."""
+    """Yield the request body block by block; stop with PayloadTooLarge past `limit` bytes."""
     seen = 0
-    async for chunk in content.iter_chunked(CHUNK):
+    async for chunk in body_blocks(content):
         seen += len(chunk)
         if seen > limit:
             raise PayloadTooLarge("body_over_limit")
@@ -77,6 +96,7 @@ class UpstreamClient:
                 auto_decompress=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=self._timeout,
+                read_bufsize=READ_BUFFER,
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
             )
         return self._session
@@ -148,27 +168,40 @@ class UpstreamClient:
         no_body = request.method == "HEAD" or upstream.status in _NO_BODY_STATUS
         if body_filter is not None and not no_body:
             body_filter.headers(headers)
-        chunks: AsyncIterator[bytes] = upstream.content.iter_chunked(CHUNK)
+        chunks: AsyncIterator[bytes] = body_blocks(upstream.content)
         if body_filter is not None and not no_body:
             chunks = body_filter.stream(chunks)
         # The first chunk is pulled before the status line goes out, so a filter that fails on
         # it (e.g. a corrupt envelope header) still becomes a clean 502.
-        try:
-            first = b"" if no_body else await anext(chunks, b"")
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise GatewayTimeout("upstream_timeout_body") from None
-        except aiohttp.ClientError as exc:
-            raise BadGateway(_kind(exc)) from None
-        if (
-            body_filter is None
-            and not no_body
-            and upstream.content.at_eof()
-            and headers.get("Content-Length") == str(len(first))
-        ):
-            # The whole body came in the first read: one write for headers and body.
-            return web.Response(
-                status=upstream.status, reason=upstream.reason, headers=headers, body=first
-            )
+        first = b"" if no_body else await _pull(chunks)
+        if no_body or not upstream.content.at_eof():
+            pass
+        elif body_filter is None:
+            whole = first or b""
+            if headers.get("Content-Length") == str(len(whole)):
+                # The whole body came in the first read: one write for headers and body.
+                return web.Response(
+                    status=upstream.status, reason=upstream.reason, headers=headers, body=whole
+                )
+        elif "Content-Length" not in headers and (limit := getattr(body_filter, "gather_limit", 0)):
+            # The filter's whole input is here and its output has no announced length (token
+            # replacement): gather that output, up to the filter's limit, so the answer goes
+            # out in one write with its Content-Length instead of chunked.
+            parts = [] if first is None else [first]
+            size = len(first or b"")
+            while size <= limit:
+                more = await _pull(chunks)
+                if more is None:
+                    return web.Response(
+                        status=upstream.status,
+                        reason=upstream.reason,
+                        headers=headers,
+                        body=b"".join(parts),
+                    )
+                parts.append(more)
+                size += len(more)
+            first, chunks = parts[0], _chain(parts[1:], chunks)
+        first = first or b""
         # Built only now: a filter may restore headers (e.g. Content-Type) once its first
         # chunk verified.
         response = web.StreamResponse(
@@ -231,6 +264,23 @@ class UpstreamClient:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         return client
+
+
+async def _pull(chunks: AsyncIterator[bytes]) -> bytes | None:
+    """The next body chunk (None at the end), upstream failures mapped to 504 and 502."""
+    try:
+        return await anext(chunks, None)
+    except (TimeoutError, aiohttp.ServerTimeoutError):
+        raise GatewayTimeout("upstream_timeout_body") from None
+    except aiohttp.ClientError as exc:
+        raise BadGateway(_kind(exc)) from None
+
+
+async def _chain(parts: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+    async for chunk in rest:
+        yield chunk
 
 
 async def _watch(

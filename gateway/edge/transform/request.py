@@ -102,7 +102,11 @@ async def _read_all(body: AsyncIterator[bytes] | None, limit: int) -> bytes:
 
 async def _envelope(
     body: AsyncIterator[bytes] | None, encryptor: EnvelopeEncryptor
-) -> AsyncIterator[bytes]:
+) -> AsyncIterator[bytes | memoryview]:
+    """The envelope of `body`, block by block as the client's bytes arrive. Each block is
+    sealed on the event loop: every AES-GCM call is one 64 KiB segment, ~5 us on the
+    reference machine against ~100 us for an executor hand-off (bench/crypto.py), and a
+    block is at most one socket read. The ciphertext goes out as a view (never copied)."""
     yield encryptor.header()
     counter = CRYPTO_BYTES.labels("encrypt")
     if body is not None:
@@ -110,7 +114,7 @@ async def _envelope(
             out = encryptor.update(chunk)
             counter.inc(len(chunk))
             if out:
-                yield bytes(out)
+                yield memoryview(out)
     yield encryptor.finish()
 
 
