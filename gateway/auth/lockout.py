@@ -11,8 +11,8 @@ calls `failed()`: the reservation stays counted, the failure is counted on its o
 and the answered failure that reaches `max_failures` sets the lock (attempts still in flight
 do not count towards it). A factor passed with another still to come gives its reservation back
 (`released()`), a completed sign-in resets the count (`succeeded()`). An attempt refused
-because others are still in flight gives its slot back too, so concurrent *correct* answers
-can never lock an account.
+because others are still in flight gives its slots back too (the account's and the IP's), so
+concurrent *correct* answers can never lock an account nor use up their address's limit.
 
 Store layout (counters cannot be deleted, only expire, so resets go through a generation):
     value   "lock"/ACCOUNT       -> b"<until epoch seconds>", ttl = lockout.duration
@@ -20,7 +20,8 @@ Store layout (counters cannot be deleted, only expire, so resets go through a ge
     counter "lockfail"/ACCOUNT:N -> attempts of generation N over lockout.window
     counter "lockbad"/ACCOUNT:N  -> answered failures of generation N over lockout.window
     value   "ipgen"/IP           -> b"<n>"   the IP counter's generation
-    counter "lockip"/IP:N        -> attempts (minus successes) from IP over lockout.window
+    counter "lockip"/IP:N        -> attempts from IP over lockout.window, minus the ones that
+                                    succeeded or were refused by an account's count
 """
 
 from __future__ import annotations
@@ -112,17 +113,20 @@ class Regulator:
         count, _ = await self.store.incr(FAIL, key, s.window)
         if count > s.max_failures:
             # Over the limit: either real failures (then the lock is set, or is being set by
-            # the failure that reached it) or other attempts still being verified. This one is
-            # refused and gives its slot back, so only answered attempts stay counted.
-            await self.store.incr(FAIL, key, s.window, -1)
+            # the failure that reached it) or other attempts still being verified (the limit
+            # on one account's concurrent logins, docs/lockout.md). This one is refused and
+            # gives both its slots back: it reaches no hash, so it is no failure of the IP's
+            # either (else one client's parallel logins of one account would use up the
+            # limit of every user behind the same address).
+            await self._give_back(key, ip_key)
             left = await self._lock_left(account)
             raise TooManyRequests("account_locked", retry_after=left or 1.0)
         # A lock set (and the generation bumped) since the first check: this request may have
         # counted on the new generation, so look again before letting it reach a hash, and
-        # give the slot back (else it stays counted on the count that starts after the lock).
+        # give the slots back (else it stays counted on the count that starts after the lock).
         left = await self._lock_left(account)
         if left > 0:
-            await self.store.incr(FAIL, key, s.window, -1)
+            await self._give_back(key, ip_key)
             raise TooManyRequests("account_locked", retry_after=left)
         return Reservation(account, key, ip_key)
 
@@ -149,6 +153,11 @@ class Regulator:
         """A completed sign-in: start the account's count afresh and give the IP its slot back."""
         await self._bump(GEN, account)
         await self._give_back_ip(await self._ip_counter(ip))
+
+    async def _give_back(self, key: str, ip_key: str) -> None:
+        """Undo a reservation that was refused after both its counts were taken."""
+        await self.store.incr(FAIL, key, self.settings.window, -1)
+        await self._give_back_ip(ip_key)
 
     async def _give_back_ip(self, key: str) -> None:
         if (await self.store.count(IPFAIL, key))[0] > 0:

@@ -1,8 +1,8 @@
 """The account layer's parts, built once at start-up and kept in `gw.services["auth"]`.
 
 `install()` is called by `gateway.startup.assemble.build()` after the store is open: it makes the
-hasher (and its dummy hash, off the loop), the users and sessions services, the audit writer,
-and the `password_checks` hook list that plugins append to.
+hasher on the worker's hashing pool (and its dummy hash, off the loop), the users and sessions
+services, the audit writer, and the `password_checks` hook list that plugins append to.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from gateway.auth.audit import Audit
 from gateway.auth.lockout import Regulator
 from gateway.auth.mfa import MfaService, settings_of
 from gateway.auth.sessions import CookieSettings, Sessions
-from gateway.auth.users import Hasher, Users
+from gateway.auth.users import Hasher, HashPool, Users
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.crypto.keyring import Keyring
@@ -33,10 +33,17 @@ class Auth:
     mfa: MfaService
 
 
-def make_auth(config: Config, store: Store, clock: Clock, keyring: Keyring | None = None) -> Auth:
-    users = Users(
-        store, Hasher(config.passwords.argon2), clock, min_length=config.passwords.min_length
-    )
+def make_auth(
+    config: Config,
+    store: Store,
+    clock: Clock,
+    keyring: Keyring | None = None,
+    *,
+    pool: HashPool | None = None,
+) -> Auth:
+    """The account layer; Argon2 runs on `pool` (a serving worker's), else the shared one."""
+    hasher = Hasher(config.passwords.argon2, pool)
+    users = Users(store, hasher, clock, min_length=config.passwords.min_length)
     sessions = Sessions(
         store,
         clock,
@@ -56,8 +63,10 @@ async def install(
     store: Store,
     clock: Clock,
     keyring: Keyring | None = None,
+    *,
+    pool: HashPool | None = None,
 ) -> Auth:
-    auth = make_auth(config, store, clock, keyring)
+    auth = make_auth(config, store, clock, keyring, pool=pool)
     await auth.users.hasher.dummy()
     services[AUTH] = auth
     # The plugin hook point: async callables (username, password) -> error string or None.

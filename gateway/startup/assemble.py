@@ -1,8 +1,9 @@
 """Start-up wiring: from a validated Config to a running aiohttp application.
 
 The one place that decides which parts a worker has and in which order they start: store,
-keys, policies, plugins, metrics. Fails closed: a part that cannot start stops the worker with
-the contract's exit code (1 config/policy, 2 key material) instead of serving half-configured.
+keys, the password-hashing threads, policies, plugins, metrics. Fails closed: a part that
+cannot start stops the worker with the contract's exit code (1 config/policy, 2 key material)
+instead of serving half-configured.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import gateway.portal.api  # noqa: F401 - registers the account API endpoints
 import gateway.portal.mfa_pages  # noqa: F401 - registers the MFA endpoints
 import gateway.portal.pages  # noqa: F401 - registers login, logout and password endpoints
 from gateway.auth.service import install as install_auth
+from gateway.auth.users import HashingPlan, HashPool
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.crypto import KeyMaterialError
@@ -36,7 +38,7 @@ from gateway.store import open_store
 
 __all__ = ["build", "StartupError"]
 
-log = logging.getLogger("gateway.startup.assemble")
+log = logging.getLogger("gateway.assemble")
 
 
 class StartupError(Exception):
@@ -58,17 +60,25 @@ async def build(
         raise StartupError(f"store.url: {exc}") from None
     gw.services["store"] = store
     gw.ready_checks.append(("store", store.ping))
-    auth = await install_auth(gw.services, config, store, gw.clock, keyring)
-    gw.services["datakeys"] = DataKeys(store, keyring, gw.clock, on_event=key_events(auth.audit))
+    # Argon2's threads, on cores of their own where there are several (gateway/auth/users.py
+    # says how they are placed and why); every worker of `workers: N` makes the same plan.
+    hashing = HashPool(HashingPlan.for_this_process())
+    log.info("password hashing", extra={"fields": {**hashing.plan.public(), "pid": os.getpid()}})
     try:
+        auth = await install_auth(gw.services, config, store, gw.clock, keyring, pool=hashing)
+        gw.services["datakeys"] = DataKeys(
+            store, keyring, gw.clock, on_event=key_events(auth.audit)
+        )
         hooks = await open_plugins(config, gw.services, gw.clock)
     except (PluginLoadError, PluginStartError) as exc:
+        hashing.shutdown()
         await store.close()
         raise StartupError(str(exc)) from None
     gw.services[PLUGINS] = hooks
 
     async def close_store(app: web.Application) -> None:
         await hooks.stop()
+        hashing.shutdown()
         await store.close()
 
     holder = load_policy(config, policy_events(auth.audit, asyncio.get_running_loop()))

@@ -24,7 +24,7 @@ from gateway.config import Config
 
 __all__ = ["serve", "supervise", "DRAIN_SECONDS"]
 
-log = logging.getLogger("gateway.startup.server")
+log = logging.getLogger("gateway.server")
 DRAIN_SECONDS = 15.0
 Starter = Callable[[Config, bool], Awaitable[tuple[web.Application, Callable[[], None]]]]
 
