@@ -22,11 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import socket
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -34,19 +31,21 @@ from _harness import (
     ROOT,
     Processes,
     Result,
+    add_user,
     fmt_ms,
     free_port,
     harness,
     launch_gateway,
+    login_cookie,
     probe,
     profile_gateway,
     run_wrk,
+    start_redis,
     start_upstream,
     write_gateway_config,
     wrk_arguments,
     wrk_missing,
 )
-from login import add_user, login_cookie
 
 POLICY = """\
 rules:
@@ -57,25 +56,6 @@ rules:
     match: {paths: ["/**"]}
     access: public
 """
-
-
-def start_redis(ps: Processes, tmp: Path) -> str:
-    server = shutil.which("redis-server")
-    if server is None:
-        raise RuntimeError("redis-server not found")
-    port = free_port()
-    argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    ps.start("redis", argv, tmp / "redis.log")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("redis-server did not come up")
 
 
 def start_gateway(

@@ -29,13 +29,15 @@ import aiohttp
 import psutil
 from _harness import (
     Processes,
+    add_user,
     free_port,
     harness,
+    launch_gateway,
+    login_cookie,
     run_app,
     start_upstream,
     write_gateway_config,
 )
-from login import add_user, login_cookie, start_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -181,7 +183,7 @@ def run(ps: Processes, tmp: Path, args: argparse.Namespace) -> int:
     config.write_text(text)
     (tmp / "policies" / "bench.yaml").write_text(POLICY)
     add_user(config)
-    gateway, gateway_pid = start_gateway(ps, tmp, config, port)
+    gateway, gateway_pid = launch_gateway(ps, "gateway", config, port, tmp / "gateway.log")
     cookie = asyncio.run(login_cookie(gateway))
 
     print(

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from _harness import (
+    NGINX,
     Processes,
     Result,
     fmt_ms,
@@ -31,15 +32,15 @@ from _harness import (
     profile_gateway,
     run_app,
     run_wrk,
+    start_minimal,
+    start_nginx,
     start_upstream,
     tail,
-    wait_http,
     write_gateway_config,
     wrk_arguments,
     wrk_missing,
 )
 
-NGINX = "/usr/sbin/nginx"
 SMALL_BODY = b"portcullis-bench " + b"x" * 82 + b"\n"  # 100 bytes
 ONE_MIB = 1 << 20
 RESPONSES = (("small", "/small"), ("1 MiB", "/1m"))
@@ -70,64 +71,11 @@ def serve_upstream(port: int) -> None:
 # ----------------------------------------------------------------------------- targets
 
 
-def start_minimal(ps: Processes, tmp: Path, upstream: str) -> tuple[str, int]:
-    port = free_port()
-    log = tmp / "minimal.log"
-    script = str(Path(__file__).with_name("minimal_proxy.py"))
-    argv = [sys.executable, script, "--port", str(port), "--upstream", upstream]
-    proc = ps.start("minimal", argv, log)
-    base = f"http://127.0.0.1:{port}"
-    wait_http(base + "/small", proc, log)
-    return base, proc.pid
-
-
 def start_gateway(ps: Processes, tmp: Path, upstream: str) -> tuple[str, int]:
     port = free_port()
     config = write_gateway_config(tmp, port, upstream)
     # the gateway's JSON app + access log (one line per request)
     return launch_gateway(ps, "gateway", config, port, tmp / "gateway.log")
-
-
-NGINX_CONF = """\
-daemon off;
-pid {tmp}/nginx.pid;
-worker_processes 1;
-error_log {tmp}/nginx-error.log error;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/nginx-body;
-    proxy_temp_path {tmp}/nginx-proxy;
-    fastcgi_temp_path {tmp}/nginx-fastcgi;
-    uwsgi_temp_path {tmp}/nginx-uwsgi;
-    scgi_temp_path {tmp}/nginx-scgi;
-    upstream u {{ server 127.0.0.1:{uport}; keepalive 32; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://u;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_max_temp_file_size 0;
-        }}
-    }}
-}}
-"""
-
-
-def start_nginx(ps: Processes, tmp: Path, upstream: str) -> tuple[str, int] | None:
-    if not os.path.exists(NGINX):
-        return None
-    port = free_port()
-    uport = upstream.rpartition(":")[2]
-    conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, uport=uport))
-    log = tmp / "nginx.log"
-    argv = [NGINX, "-p", str(tmp), "-e", str(tmp / "nginx-error.log"), "-c", str(conf)]
-    proc = ps.start("nginx", argv, log)
-    base = f"http://127.0.0.1:{port}"
-    wait_http(base + "/small", proc, log)
-    return base, proc.pid
 
 
 # ----------------------------------------------------------------------------- main
